@@ -1,0 +1,1 @@
+"""The `autoplan` command line: one module per command group, wired in main.py."""

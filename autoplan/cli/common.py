@@ -1,0 +1,41 @@
+"""Shared CLI pieces: option types defined once, and the user-error boundary."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from autoplan.errors import AutoplanError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Preset name, HF config.json path, or .onnx path.")]
+ClusterOpt = Annotated[
+    str, typer.Option("--cluster", "-c", help="Accelerator or cluster preset name, or a cluster YAML/JSON path.")
+]
+DevicesOpt = Annotated[int | None, typer.Option("--devices", "-n", help="Device count (default: the preset's).")]
+SeqLenOpt = Annotated[int | None, typer.Option("--seq-len", help="Sequence length in tokens.")]
+GlobalBatchOpt = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def user_errors(fn: F) -> F:
+    """Turn an AutoplanError into one line on stderr and exit code 2; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AutoplanError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
