@@ -6,6 +6,8 @@ The JSON form round-trips exactly: `plan_from_json(plan_to_json(p)) == p`.
 from __future__ import annotations
 
 import json
+from dataclasses import field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,15 @@ from autoplan.errors import ConfigError
 from autoplan.types import (
     PLAN_KEYS,
     Dispatch,
+    Job,
     Offload,
+    Optimizer,
     Placement,
     Plan,
     Recompute,
     Strategy,
     strategy_fields,
+    value,
 )
 
 PLAN_SCHEMA_VERSION = 1
@@ -148,3 +153,61 @@ def parse_plan(text: str, module: str = "language") -> Plan:
             raise ConfigError(f"plan file {text} does not exist; pass a path or a string like 'tp=8,pp=2'")
         return read_plan_file(path)[0]
     return Plan.single(strategy_from_keys(parse_plan_keys(text)), module=module)
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    return {f.name: (getattr(job, f.name).value if isinstance(getattr(job, f.name), Optimizer)
+                     else getattr(job, f.name)) for f in dataclass_fields(job)}
+
+
+def job_from_dict(d: dict[str, Any]) -> Job:
+    known = {f.name for f in dataclass_fields(Job)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown job keys {sorted(unknown)}; known: {sorted(known)}")
+    kw = dict(d)
+    if "optimizer" in kw:
+        kw["optimizer"] = Optimizer(kw["optimizer"])
+    return Job(**kw)
+
+
+@value
+class PlanRecord:
+    """What `autoplan plan -o` writes: the plan with the inputs it was made for, so `explain`,
+    `diff`, `export` and `verify` can re-derive every number from the one estimator."""
+
+    model: str  # the MODEL argument: preset name or path
+    cluster: str  # the CLUSTER argument: preset name or path
+    devices: int
+    job: Job
+    plan: Plan
+    estimate: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"schema_version": PLAN_SCHEMA_VERSION, "model": self.model, "cluster": self.cluster,
+               "devices": self.devices, "job": job_to_dict(self.job), "plan": plan_to_dict(self.plan)}
+        if self.estimate is not None:
+            out["estimate"] = self.estimate
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PlanRecord:
+        missing = {"model", "cluster", "devices", "job", "plan"} - set(d)
+        if missing:
+            raise ConfigError(f"plan record lacks {sorted(missing)}; write it with 'autoplan plan -o FILE'")
+        return cls(model=d["model"], cluster=d["cluster"], devices=int(d["devices"]),
+                   job=job_from_dict(d["job"]), plan=plan_from_dict(d["plan"]), estimate=d.get("estimate"))
+
+
+def read_record(path: Path) -> PlanRecord:
+    plan, data = read_plan_file(path)
+    if not data:
+        raise ConfigError(f"{path} holds a bare plan without model/cluster/job; write it with 'autoplan plan -o FILE'")
+    return PlanRecord.from_dict(data)
+
+
+def write_record(record: PlanRecord, path: Path) -> None:
+    try:
+        path.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n")
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e}") from None
