@@ -1,0 +1,1 @@
+"""The planner: candidate meshes, CP-SAT stage split, placement onto the fabric."""
