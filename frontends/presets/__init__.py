@@ -1,0 +1,1 @@
+"""Embedded Hugging Face-style configs, one `<preset name>.json` per model (package data)."""
