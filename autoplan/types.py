@@ -332,6 +332,7 @@ class Job:
     optimizer: Optimizer = Optimizer.ADAM
     flash_attention: bool = True  # fused attention kernel that stores no s×s scores
     dropout: bool = False  # dropout masks stored for backward (GPT-3-era recipes)
+    fp32_grads: bool = False  # gradients accumulated and reduced in fp32 (Megatron-LM bf16 default)
     moe_imbalance: float = 1.0  # busiest expert's load over the mean (1.0 = balanced routing)
     capacity_factor: float = 0.0  # 0 = dropless
     images_per_sample: float = 0.0  # multimodal data mix
@@ -373,6 +374,7 @@ class Strategy:
     dispatch: Dispatch = Dispatch.ALL_TO_ALL
     overlap_grad_reduce: bool = True  # DP reduce bucketed behind backward
     overlap_param_gather: bool = True  # ZeRO-3 / distributed-optimizer gathers prefetched
+    overlap_p2p: bool = True  # pipeline sends overlapped with compute (interleaved schedules only)
     tp_comm_overlap: bool = False  # TP collectives pipelined with GEMMs (TE userbuffers)
     ep_overlap: bool = False  # all-to-all hidden behind another micro-batch (DualPipe style)
     stage_layers: tuple[int, ...] = ()  # layers per pipeline stage; () = even split
@@ -384,8 +386,9 @@ class Strategy:
             _require(isinstance(v, int) and v >= 1, f"{name}={v!r} must be a positive integer")
         _require(self.zero in (0, 1, 2, 3), f"zero={self.zero} must be 0, 1, 2 or 3")
         _require(
-            (self.dp * self.cp) % self.ep == 0,
-            f"ep={self.ep} must divide dp*cp={self.dp * self.cp} (experts are carved out of dp x cp)",
+            (self.tp * self.dp * self.cp) % (self.ep * self.etp) == 0,
+            f"ep*etp={self.ep * self.etp} must divide tp*dp*cp={self.tp * self.dp * self.cp} "
+            "(Megatron-Core folds the expert mesh onto the dense ranks)",
         )
         _require(self.vpp == 1 or self.pp > 1, f"vpp={self.vpp} needs pp > 1")
         _require(not self.stage_layers or len(self.stage_layers) == self.pp * self.vpp,
@@ -416,15 +419,18 @@ class Strategy:
 PLAN_KEYS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "mbs", "sp", "zero", "recompute")
 
 
+MESH_AXES = ("tp", "cp", "dp", "pp")  # ep and etp are carved out of these (Megatron-Core)
+
+
 @value
 class Placement:
     """Mesh axes laid onto the fabric, innermost (fastest-varying rank) first."""
 
-    order: tuple[str, ...] = ("tp", "cp", "ep", "dp", "pp")
+    order: tuple[str, ...] = ("tp", "cp", "dp", "pp")
     naive: bool = False  # ranks in plain order with no topology awareness (for comparison)
 
     def __post_init__(self) -> None:
-        _require(sorted(self.order) == sorted(set(self.order)), f"placement order repeats: {self.order}")
+        _require(sorted(self.order) == sorted(MESH_AXES), f"placement order {self.order} must order {MESH_AXES}")
 
 
 @value

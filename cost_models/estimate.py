@@ -1,0 +1,336 @@
+"""The one estimator: `estimate(model, cluster, job, plan)` composes compute, communication,
+pipeline and memory terms into a step time and a per-device memory peak, with the breakdown.
+
+Every number autoplan prints — in a plan, a report or a diff — comes from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autoplan.cost_models.calibration import efficiency
+from autoplan.cost_models.check import check_plan, microbatches
+from autoplan.cost_models.collectives import Collective, collective_time
+from autoplan.cost_models.compute import Device, gemm_time, layer_compute, model_flops_per_token
+from autoplan.cost_models.fabric import GroupSpan, plan_groups
+from autoplan.cost_models.memory import (
+    PARAM_BYTES,
+    grad_bytes,
+    head_activation_bytes,
+    in_flight_microbatches,
+    layer_activation_bytes,
+    model_state_bytes,
+)
+from autoplan.cost_models.pipeline import pipeline_time
+
+from autoplan.types import (
+    Cluster,
+    Estimate,
+    Job,
+    Layer,
+    ModelGraph,
+    Module,
+    Moe,
+    Offload,
+    Plan,
+    Recompute,
+    Strategy,
+)
+
+HOST_LINK_BYTES_PER_S = 25e9  # PCIe Gen4 x16 per device, for optimizer offload (PCI-SIG spec)
+HOST_ADAM_PARAMS_PER_S = 2e9  # DeepSpeed CPU-Adam per device share (Ren et al. 2021, ZeRO-Offload §6)
+
+
+@dataclass(frozen=True, slots=True)
+class RankCost:
+    """One pipeline rank, per micro-batch (times) and at its memory peak (bytes)."""
+
+    compute_s: float
+    recompute_s: float
+    tp_s: float
+    cp_s: float
+    ep_s: float
+    p2p_s: float
+    bwd_s: float  # backward compute of one micro-batch: what DP reduction hides behind
+    fwd_s: float
+    memory: dict[str, float]
+    dense_params: float
+    expert_params: float
+    hardware_flops: float  # per micro-batch
+
+    @property
+    def time_s(self) -> float:
+        return self.compute_s + self.recompute_s + self.tp_s + self.cp_s + self.ep_s + self.p2p_s
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    module: Module
+    s: Strategy
+    job: Job
+    dev: Device
+    groups: dict[str, GroupSpan]
+    microbatches: int
+
+
+def chunk_layers(num_layers: int, s: Strategy) -> tuple[int, ...]:
+    """Layers per model chunk (pp·vpp of them): the plan's split, else as even as possible."""
+    if s.stage_layers:
+        return s.stage_layers
+    chunks = s.pp * s.vpp
+    base, extra = divmod(num_layers, chunks)
+    return tuple(base + (1 if c < extra else 0) for c in range(chunks))
+
+
+def rank_layers(module: Module, s: Strategy) -> list[list[Layer]]:
+    """Layers held by each pipeline rank: chunk c runs on rank c % pp (Megatron interleaving)."""
+    out: list[list[Layer]] = [[] for _ in range(s.pp)]
+    start = 0
+    for c, n in enumerate(chunk_layers(module.num_layers, s)):
+        out[c % s.pp].extend(module.layers[start:start + n])
+        start += n
+    return out
+
+
+def _tp_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, fwd_gemm_s: float, bwd_gemm_s: float) -> float:
+    """Megatron TP: 2 all-reduces forward and 2 backward per layer (or all-gather + reduce-scatter
+    pairs of the same volume with SP; Korthikanti et al. 2022 §4.2.2). The backward input-grad
+    all-reduce overlaps the weight-grad GEMM; TE comm-overlap hides all but the first of tp chunks."""
+    s = ctx.s
+    if s.tp <= 1:
+        return 0.0
+    nbytes = s.mbs * ctx.job.seq_len / s.cp * layer.attention.hidden * PARAM_BYTES
+    span = ctx.groups["tp"]
+    one = collective_time(Collective.ALL_REDUCE, nbytes, span, ctx.dev.eff)
+    n_fwd = 2 + (2 if recompute is Recompute.FULL else 0)
+    fwd, bwd = n_fwd * one, 2 * one
+    if s.tp_comm_overlap:
+        return max(fwd / s.tp, fwd - fwd_gemm_s) + max(bwd / s.tp, bwd - bwd_gemm_s)
+    return fwd + bwd / 2
+
+
+def _cp_comm(layer: Layer, ctx: _Ctx, attn_fwd_s: float) -> float:
+    """Ring attention: cp-1 KV-chunk exchanges forward, KV and dKV backward, hidden behind the
+    attention blocks they feed (Liu et al. 2023, Ring Attention; Megatron-Core CP)."""
+    s = ctx.s
+    if s.cp <= 1:
+        return 0.0
+    att = layer.attention
+    t = s.mbs * ctx.job.seq_len / s.cp
+    kv_bytes = t * att.kv_heads * (att.head_dim + att.value_dim) * PARAM_BYTES / min(s.tp, att.kv_heads)
+    step = collective_time(Collective.P2P, kv_bytes, ctx.groups["cp"], ctx.dev.eff)
+    fwd, bwd = (s.cp - 1) * step, 2 * (s.cp - 1) * step
+    attn_bwd = attn_fwd_s * 2
+    return max(0.0, fwd - attn_fwd_s) + max(0.0, bwd - attn_bwd)
+
+
+def _ep_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, layer_s: float) -> float:
+    """Token dispatch and combine, forward and backward: four all-to-alls of tokens·top_k·h
+    (Megatron-Core MoE); exposed unless overlapped with another micro-batch (DualPipe-style)."""
+    s, ffn = ctx.s, layer.ffn
+    if not isinstance(ffn, Moe) or s.ep * s.etp <= 1:
+        return 0.0
+    t = s.mbs * ctx.job.seq_len / s.cp / s.tp
+    nbytes = t * ffn.top_k * ctx.job.moe_imbalance * ffn.hidden * PARAM_BYTES
+    one = collective_time(Collective.ALL_TO_ALL, nbytes, ctx.groups["ep"], ctx.dev.eff)
+    total = (4 + (2 if recompute is Recompute.FULL else 0)) * one
+    return max(0.0, total - layer_s) if s.ep_overlap else total
+
+
+def _layer_params(layer: Layer, s: Strategy) -> tuple[float, float]:
+    """(dense, expert) parameters of a layer on one device."""
+    if isinstance(layer.ffn, Moe):
+        expert = layer.ffn.experts * layer.ffn.expert_params / (s.ep * s.etp)
+        dense = (layer.params - layer.ffn.experts * layer.ffn.expert_params) / s.tp
+        return dense, expert
+    return layer.params / s.tp, 0.0
+
+
+def _rank_cost(rank: int, layers: Sequence[Layer], ctx: _Ctx) -> RankCost:
+    s, job, dev = ctx.s, ctx.job, ctx.dev
+    policy = s.recompute_of_stage(rank)
+    acc = dict(compute=0.0, recompute=0.0, tp=0.0, cp=0.0, ep=0.0, bwd=0.0, fwd=0.0, flops=0.0, act=0.0)
+    dense = expert = peak_layer_act = 0.0
+    for layer in layers:
+        lc = layer_compute(layer, s, job, dev, policy)
+        gemm_f = lc.fwd_s - lc.attention_fwd_s
+        acc["compute"] += lc.fwd_s + lc.bwd_s
+        acc["fwd"] += lc.fwd_s
+        acc["bwd"] += lc.bwd_s
+        acc["recompute"] += lc.recompute_s
+        acc["tp"] += _tp_comm(layer, ctx, policy, gemm_f, 2 * gemm_f)
+        acc["cp"] += _cp_comm(layer, ctx, lc.attention_fwd_s)
+        acc["ep"] += _ep_comm(layer, ctx, policy, lc.fwd_s + lc.bwd_s)
+        acc["flops"] += 3 * lc.fwd_flops + lc.recompute_flops
+        acc["act"] += layer_activation_bytes(layer, s, job, policy)
+        d, e = _layer_params(layer, s)
+        dense, expert = dense + d, expert + e
+        if policy is not Recompute.NONE:
+            peak_layer_act = max(peak_layer_act, layer_activation_bytes(layer, s, job, Recompute.NONE))
+    head_s, head_flops, head_dense, head_act = _ends(rank, ctx)
+    dense += head_dense
+    in_flight = in_flight_microbatches(s, rank, ctx.microbatches)
+    memory = model_state_bytes(dense, expert, s, job)
+    memory["activations"] = acc["act"] * in_flight + head_act + peak_layer_act
+    memory.update(_transient_bytes(layers, s, dev))
+    return RankCost(
+        compute_s=acc["compute"] + head_s, recompute_s=acc["recompute"], tp_s=acc["tp"], cp_s=acc["cp"],
+        ep_s=acc["ep"], p2p_s=_p2p(ctx), bwd_s=acc["bwd"], fwd_s=acc["fwd"], memory=memory,
+        dense_params=dense, expert_params=expert, hardware_flops=acc["flops"] + head_flops,
+    )
+
+
+def _ends(rank: int, ctx: _Ctx) -> tuple[float, float, float, float]:
+    """Embedding on the first rank, LM head + loss on the last: (time, flops, params, act bytes)."""
+    s, job, dev, m = ctx.s, ctx.job, ctx.dev, ctx.module
+    time = flops = params = act = 0.0
+    if rank == 0:
+        params += m.embedding_params / s.tp
+    if rank == s.pp - 1 and m.vocab:
+        t = s.mbs * job.seq_len / s.cp
+        fwd = gemm_time(t, m.vocab / s.tp, m.hidden, dev)
+        softmax = 4 * t * m.vocab / s.tp * 3 / (dev.hbm_bytes_per_s * dev.eff.hbm)  # fp32 logits r/w
+        time = 3 * fwd + 2 * softmax
+        flops = 6 * t * m.vocab * m.hidden / s.tp
+        params += (m.head_params + m.final_norm_params) / s.tp
+        if m.tied_embeddings and s.pp > 1:
+            params += m.embedding_params / s.tp  # the last stage keeps its own copy of the tied matrix
+        act = head_activation_bytes(m.vocab, m.hidden, s, job)
+    return time, flops, params, act
+
+
+def _transient_bytes(layers: Sequence[Layer], s: Strategy, dev: Device) -> dict[str, float]:
+    """ZeRO-3 keeps the gathered parameters of the current and the prefetched layer."""
+    out = {"reserved": dev.eff.memory_reserved_bytes}
+    if s.zero >= 3 and layers:
+        out["gathered_params"] = 2 * max(layer.params for layer in layers) / s.tp * PARAM_BYTES
+    return out
+
+
+def _p2p(ctx: _Ctx) -> float:
+    """Pipeline sends per micro-batch: activations forward, their grads backward, per chunk.
+    Interleaved schedules overlap them with compute (Megatron overlap_p2p_comm)."""
+    s = ctx.s
+    if s.pp <= 1 or (s.vpp > 1 and s.overlap_p2p):
+        return 0.0
+    nbytes = s.mbs * ctx.job.seq_len / s.cp * ctx.module.hidden * PARAM_BYTES / (s.tp if s.sp else 1)
+    return 2 * collective_time(Collective.P2P, nbytes, ctx.groups["pp"], ctx.dev.eff)
+
+
+def _dp_terms(slowest: RankCost, ctx: _Ctx) -> dict[str, float]:
+    """Gradient reduction and parameter gathers over data parallel, with what hides them."""
+    s, job, eff = ctx.s, ctx.job, ctx.dev.eff
+    g = grad_bytes(job)
+    dense, expert = slowest.dense_params, slowest.expert_params
+    dp_g, edp_g = ctx.groups["dpcp"], ctx.groups["edp"]
+
+    def both(kind: Collective, per_param: float) -> float:
+        return (collective_time(kind, dense * per_param, dp_g, eff)
+                + collective_time(kind, expert * per_param, edp_g, eff))
+
+    if s.zero >= 3:
+        # FSDP: gather weights for forward and again for backward, reduce-scatter grads, every micro-batch
+        per_mb = 2 * both(Collective.ALL_GATHER, PARAM_BYTES) + both(Collective.REDUCE_SCATTER, g)
+        hidden = slowest.compute_s + slowest.recompute_s if s.overlap_param_gather else 0.0
+        exposed = ctx.microbatches * max(per_mb / max(1, len_layers(ctx)), per_mb - hidden)
+        return {"dp_comm": exposed, "param_gather": 0.0}
+    if s.zero >= 1:
+        reduce = both(Collective.REDUCE_SCATTER, g)
+        gather = both(Collective.ALL_GATHER, PARAM_BYTES)
+    else:
+        reduce, gather = both(Collective.ALL_REDUCE, g), 0.0
+    reduce_exposed = max(0.0, reduce - slowest.bwd_s) if s.overlap_grad_reduce else reduce
+    gather_exposed = max(0.0, gather - slowest.fwd_s) if s.overlap_param_gather else gather
+    return {"dp_comm": reduce_exposed, "param_gather": gather_exposed}
+
+
+def len_layers(ctx: _Ctx) -> int:
+    return max(1, ctx.module.num_layers // ctx.s.pp)
+
+
+def _optimizer_time(rank: RankCost, ctx: _Ctx) -> float:
+    """Adam is memory-bound: ~30 bytes per local parameter (fp32 master, two moments read and
+    written, grad read, bf16 weight written); offloaded, it runs on the host behind PCIe."""
+    s = ctx.s
+    shard = s.dp * s.cp if s.zero >= 1 else 1
+    eshard = max(1, s.expert_dp) if s.zero >= 1 else 1
+    local = rank.dense_params / shard + rank.expert_params / eshard
+    if s.offload is Offload.OPTIMIZER:
+        transfer = local * (grad_bytes(ctx.job) + PARAM_BYTES) / HOST_LINK_BYTES_PER_S
+        return transfer + local / HOST_ADAM_PARAMS_PER_S
+    return local * 30 / (ctx.dev.hbm_bytes_per_s * ctx.dev.eff.hbm)
+
+
+def device_for(cluster: Cluster, job: Job) -> Device:
+    acc = cluster.accelerator
+    return Device(acc.peak(job.dtype), acc.hbm_bytes_per_s, efficiency(acc.generation))
+
+
+def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, plan: Plan) -> Estimate:
+    dev = device_for(cluster, job)
+    groups = plan_groups(cluster, s, plan.placement)
+    ctx = _Ctx(module, s, job, dev, groups, microbatches(job, s))
+    ranks = [_rank_cost(r, layers, ctx) for r, layers in enumerate(rank_layers(module, s))]
+    slowest = max(ranks, key=lambda r: r.time_s)
+    pipe = pipeline_time([r.time_s for r in ranks], ctx.microbatches, s.vpp)
+    m = ctx.microbatches
+    dp = _dp_terms(slowest, ctx)
+    optimizer = max(_optimizer_time(r, ctx) for r in ranks)
+    time = {
+        "compute": m * slowest.compute_s,
+        "recompute": m * slowest.recompute_s,
+        "tp_comm": m * slowest.tp_s,
+        "cp_comm": m * slowest.cp_s,
+        "ep_comm": m * slowest.ep_s,
+        "pp_p2p": m * slowest.p2p_s,
+        "pp_bubble": pipe - m * slowest.time_s,
+        "dp_comm": dp["dp_comm"],
+        "param_gather": dp["param_gather"],
+        "optimizer": optimizer,
+    }
+    step = sum(time.values())
+    fullest = max(ranks, key=lambda r: sum(r.memory.values()))
+    tokens = job.global_batch * job.seq_len
+    model_flops = tokens * model_flops_per_token(module.layers, module.head_matmul_params, job.seq_len)
+    replicas = s.dp * s.tp * s.cp  # devices sharing each rank's work
+    hw_flops = sum(r.hardware_flops for r in ranks) * m * replicas
+    return Estimate(
+        step_time_s=step, time_breakdown=time, memory_breakdown=dict(fullest.memory),
+        peak_memory_bytes=sum(fullest.memory.values()), capacity_bytes=cluster.accelerator.hbm_bytes,
+        tokens_per_s=tokens / step, model_flops_per_step=model_flops, hardware_flops_per_step=hw_flops,
+        devices=s.devices, peak_flops_per_s=dev.peak_flops_per_s, comm_by_tier=_comm_by_tier(time, groups),
+    )
+
+
+def _comm_by_tier(time: dict[str, float], groups: dict[str, GroupSpan]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for term, axis in (("tp_comm", "tp"), ("cp_comm", "cp"), ("ep_comm", "ep"), ("pp_p2p", "pp"),
+                       ("dp_comm", "dpcp"), ("param_gather", "dpcp")):
+        if time[term] > 0:
+            tier = groups[axis].outer.name
+            out[tier] = out.get(tier, 0.0) + time[term]
+    return out
+
+
+def estimate(model: ModelGraph, cluster: Cluster, job: Job, plan: Plan) -> Estimate:
+    """Predicted step time, memory and utilisation of `plan` for `job` on `cluster`."""
+    check_plan(model, cluster, job, plan)
+    if len(model.modules) == 1:
+        return estimate_module(model.modules[0], cluster, job, plan.main, plan)
+    return _estimate_multimodule(model, cluster, job, plan)
+
+
+def _estimate_multimodule(model: ModelGraph, cluster: Cluster, job: Job, plan: Plan) -> Estimate:
+    """Modules on disjoint devices run concurrently; the slowest paces the step."""
+    parts = [estimate_module(m, cluster, job, plan.strategy(m.name), plan) for m in model.modules]
+    slowest = max(parts, key=lambda e: e.step_time_s)
+    fullest = max(parts, key=lambda e: e.peak_memory_bytes)
+    return Estimate(
+        step_time_s=slowest.step_time_s, time_breakdown=slowest.time_breakdown,
+        memory_breakdown=fullest.memory_breakdown, peak_memory_bytes=fullest.peak_memory_bytes,
+        capacity_bytes=fullest.capacity_bytes, tokens_per_s=job.tokens / slowest.step_time_s,
+        model_flops_per_step=sum(p.model_flops_per_step for p in parts),
+        hardware_flops_per_step=sum(p.hardware_flops_per_step for p in parts),
+        devices=plan.devices, peak_flops_per_s=slowest.peak_flops_per_s, comm_by_tier=slowest.comm_by_tier,
+    )
