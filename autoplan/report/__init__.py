@@ -1,0 +1,1 @@
+"""Rendering estimates and plans for people (tables, Markdown) and machines (JSON)."""
