@@ -51,14 +51,16 @@ def run_verify(model: ModelGraph, plan: Plan, devices: int, bug: str = "") -> di
 
     cfg = reduce_model(model, s)
     host_devices(devices)
+    import jax
+
     from autoplan.verify.compare import compare, crosscheck
     from autoplan.verify.reduced import init_params, make_batch, reference_step
     from autoplan.verify.sharded import LR, StepSetup, sharded_step
 
     start = time.perf_counter()
-    params = init_params(cfg)
+    params = jax.jit(init_params, static_argnums=0)(cfg)
     tokens, targets = make_batch(cfg)
-    reference = reference_step(params, tokens, targets, cfg, LR)
+    reference = jax.jit(reference_step, static_argnums=(3, 4))(params, tokens, targets, cfg, LR)
     *sharded, compiled = sharded_step(params, tokens, targets, StepSetup(cfg=cfg, strategy=s, bug=bug))
     result = compare(reference, tuple(sharded), cfg)
     return {**result.to_dict(), "model": model.name, "devices": devices,
