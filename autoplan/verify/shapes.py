@@ -11,6 +11,7 @@ MoE dispatch.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
@@ -109,13 +110,9 @@ def moe_ops(moe: Moe, job: Job, s: Strategy) -> list[Op]:
                       bytes=a2a * nbytes, group=s.ep))
     if moe.shared_ffn:
         shared = Mlp(hidden=moe.hidden, ffn=moe.shared_ffn, gated=moe.gated, params=moe.shared_params)
-        ops += [op.__class__(**{**_fields(op), "block": "moe", "name": "shared-" + op.name})
+        ops += [replace(op, block="moe", name="shared-" + op.name)
                 for op in mlp_ops(shared, job, s) if op.kind == OpKind.GEMM]
     return ops
-
-
-def _fields(op: Op) -> dict[str, Any]:
-    return {f: getattr(op, f) for f in op.__slots__}
 
 
 def _device_params(module: Module, s: Strategy) -> tuple[int, int]:

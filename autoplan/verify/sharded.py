@@ -39,7 +39,6 @@ COLUMN = frozenset({"wq", "wk", "wv", "w1", "w3"})
 ROW = frozenset({"wo", "w2"})
 EXPERT = frozenset({"e_w1", "e_w3", "e_w2"})
 TOP = ("embed", "final_norm", "head")
-BUGS = ("wrong-spec", "drop-allreduce")
 LR = 0.1
 
 
@@ -49,7 +48,7 @@ class StepSetup:
 
     cfg: ReducedConfig
     strategy: Strategy
-    bug: str = ""
+    bug: str = ""  # test hook, one of autoplan.verify.BUGS; "wrong-spec" needs dp == tp
 
 
 def make_mesh(s: Strategy) -> Mesh:
