@@ -69,3 +69,38 @@ def estimate(
 def _plan_devices(cluster: str | Cluster, plan: Plan) -> int | None:
     """A named accelerator without --devices takes the plan's device count."""
     return None if isinstance(cluster, Cluster) else plan.devices
+
+
+def plan(
+    model: str | ModelGraph,
+    cluster: str | Cluster,
+    job: Job | None = None,
+    *,
+    devices: int | None = None,
+    seq_len: int | None = None,
+    global_batch: int | None = None,
+    fix: str | dict[str, object] | None = None,
+    progress: object = None,
+):
+    """The fastest plan that fits, with ranked alternatives (`search.planner.PlanResult`).
+
+    `fix` holds keys fixed, as a 'tp=8,pp=2' string or a dict; the rest are searched.
+    """
+    from autoplan.plan_io import parse_plan_keys
+    from autoplan.search.planner import search
+
+    m = load_model(model)
+    c = load_cluster(cluster, devices)
+    j = job or make_job(c, seq_len, global_batch)
+    fixed = parse_plan_keys(fix) if isinstance(fix, str) else dict(fix or {})
+    return search(m, c, j, fixed, progress=progress)  # type: ignore[arg-type]
+
+
+def estimate_record(record: object) -> Estimate:
+    """Re-derive a saved plan's estimate from its inputs with the current estimator."""
+    from autoplan.cost_models.estimate import estimate as _estimate
+    from autoplan.plan_io import PlanRecord
+
+    assert isinstance(record, PlanRecord)
+    c = load_cluster(record.cluster, record.devices)
+    return _estimate(load_model(record.model), c, record.job, record.plan)

@@ -217,9 +217,8 @@ def measured_step(rec: dict[str, Any], job: Job, model_flops_per_step: float, pe
 
 
 def build_case(rec: dict[str, Any]) -> Case:
-    from autoplan.cost_models.estimate import estimate
-
     from autoplan.api import load_cluster
+    from autoplan.cost_models.estimate import estimate
 
     if rec.get("trust") == "low":
         raise Skip("low trust: informal or range measurement")

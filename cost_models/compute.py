@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoplan.cost_models.calibration import Efficiency
-
 from autoplan.types import Attention, Job, Layer, Mlp, Moe, Recompute, Strategy
 
 
@@ -156,12 +155,13 @@ def _layer_fwd_flops(layer: Layer, t: float, seq: int, s: Strategy, executed: bo
     return 2 * t * matmul / s.tp + attention_core_flops(layer.attention, t, seq, s.tp, executed)
 
 
-def model_flops_per_token(layers: tuple[Layer, ...], head_matmul_params: int, seq: int) -> float:
+def model_flops_per_token(kinds: tuple[Layer, ...], counts: tuple[int, ...], head_matmul_params: int,
+                          seq: int) -> float:
     """PaLM MFU numerator per token (Chowdhery et al. 2022, App. B): 6·N_matmul + attention
     (12·L·heads·d·s for MHA, full square), no recompute; N counts active experts and the LM head."""
     total = 6.0 * head_matmul_params
-    for layer in layers:
+    for layer, count in zip(kinds, counts, strict=True):
         ffn = layer.ffn.active_params if isinstance(layer.ffn, Moe) else layer.ffn.params
-        total += 6.0 * (layer.attention.params + ffn)
-        total += 3 * attention_core_flops(layer.attention, 1, seq, 1, executed=False)
+        total += count * 6.0 * (layer.attention.params + ffn)
+        total += count * 3 * attention_core_flops(layer.attention, 1, seq, 1, executed=False)
     return total

@@ -7,7 +7,7 @@ Every number autoplan prints — in a plan, a report or a diff — comes from he
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autoplan.cost_models.calibration import efficiency
 from autoplan.cost_models.check import check_plan, microbatches
@@ -23,7 +23,6 @@ from autoplan.cost_models.memory import (
     model_state_bytes,
 )
 from autoplan.cost_models.pipeline import pipeline_time
-
 from autoplan.types import (
     Cluster,
     Estimate,
@@ -72,6 +71,7 @@ class _Ctx:
     dev: Device
     groups: dict[str, GroupSpan]
     microbatches: int
+    memo: dict = field(default_factory=dict)  # (layer, policy) -> LayerTerms within one estimate
 
 
 def chunk_layers(num_layers: int, s: Strategy) -> tuple[int, ...]:
@@ -83,14 +83,47 @@ def chunk_layers(num_layers: int, s: Strategy) -> tuple[int, ...]:
     return tuple(base + (1 if c < extra else 0) for c in range(chunks))
 
 
-def rank_layers(module: Module, s: Strategy) -> list[list[Layer]]:
-    """Layers held by each pipeline rank: chunk c runs on rank c % pp (Megatron interleaving)."""
-    out: list[list[Layer]] = [[] for _ in range(s.pp)]
+@dataclass(frozen=True, slots=True)
+class LayerIndex:
+    """A module's distinct layer kinds and which kind each layer is: ranks are then counted in
+    small integers instead of hashing layers for every candidate the search scores."""
+
+    kinds: tuple[Layer, ...]
+    kind_of: tuple[int, ...]
+
+    @classmethod
+    def of(cls, module: Module) -> LayerIndex:
+        cached = _INDEX_CACHE.get(id(module))
+        if cached is not None and cached[0] is module:
+            return cached[1]
+        positions: dict[Layer, int] = {}
+        kind_of = tuple(positions.setdefault(layer, len(positions)) for layer in module.layers)
+        index = cls(tuple(positions), kind_of)
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[id(module)] = (module, index)
+        return index
+
+    def counts(self, start: int, stop: int) -> tuple[int, ...]:
+        out = [0] * len(self.kinds)
+        for k in self.kind_of[start:stop]:
+            out[k] += 1
+        return tuple(out)
+
+
+_INDEX_CACHE: dict[int, tuple[Module, LayerIndex]] = {}  # bounded memo; holds the module to pin its id
+
+
+def rank_layer_counts(module: Module, s: Strategy) -> list[tuple[int, ...]]:
+    """Layers of each kind held by each pipeline rank: chunk c runs on rank c % pp (Megatron interleaving)."""
+    index = LayerIndex.of(module)
+    out = [[0] * len(index.kinds) for _ in range(s.pp)]
     start = 0
     for c, n in enumerate(chunk_layers(module.num_layers, s)):
-        out[c % s.pp].extend(module.layers[start:start + n])
+        for k, count in enumerate(index.counts(start, start + n)):
+            out[c % s.pp][k] += count
         start += n
-    return out
+    return [tuple(r) for r in out]
 
 
 def _tp_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, fwd_gemm_s: float, bwd_gemm_s: float) -> float:
@@ -147,38 +180,94 @@ def _layer_params(layer: Layer, s: Strategy) -> tuple[float, float]:
     return layer.params / s.tp, 0.0
 
 
-def _rank_cost(rank: int, layers: Sequence[Layer], ctx: _Ctx) -> RankCost:
-    s, job, dev = ctx.s, ctx.job, ctx.dev
-    policy = s.recompute_of_stage(rank)
-    acc = dict(compute=0.0, recompute=0.0, tp=0.0, cp=0.0, ep=0.0, bwd=0.0, fwd=0.0, flops=0.0, act=0.0)
-    dense = expert = peak_layer_act = 0.0
-    for layer in layers:
-        lc = layer_compute(layer, s, job, dev, policy)
-        gemm_f = lc.fwd_s - lc.attention_fwd_s
-        acc["compute"] += lc.fwd_s + lc.bwd_s
-        acc["fwd"] += lc.fwd_s
-        acc["bwd"] += lc.bwd_s
-        acc["recompute"] += lc.recompute_s
-        acc["tp"] += _tp_comm(layer, ctx, policy, gemm_f, 2 * gemm_f)
-        acc["cp"] += _cp_comm(layer, ctx, lc.attention_fwd_s)
-        acc["ep"] += _ep_comm(layer, ctx, policy, lc.fwd_s + lc.bwd_s)
-        acc["flops"] += 3 * lc.fwd_flops + lc.recompute_flops
-        acc["act"] += layer_activation_bytes(layer, s, job, policy)
-        d, e = _layer_params(layer, s)
-        dense, expert = dense + d, expert + e
-        if policy is not Recompute.NONE:
-            peak_layer_act = max(peak_layer_act, layer_activation_bytes(layer, s, job, Recompute.NONE))
-    head_s, head_flops, head_dense, head_act = _ends(rank, ctx)
-    dense += head_dense
-    in_flight = in_flight_microbatches(s, rank, ctx.microbatches)
-    memory = model_state_bytes(dense, expert, s, job)
-    memory["activations"] = acc["act"] * in_flight + head_act + peak_layer_act
-    memory.update(_transient_bytes(layers, s, dev))
-    return RankCost(
-        compute_s=acc["compute"] + head_s, recompute_s=acc["recompute"], tp_s=acc["tp"], cp_s=acc["cp"],
-        ep_s=acc["ep"], p2p_s=_p2p(ctx), bwd_s=acc["bwd"], fwd_s=acc["fwd"], memory=memory,
-        dense_params=dense, expert_params=expert, hardware_flops=acc["flops"] + head_flops,
+@dataclass(frozen=True, slots=True)
+class LayerTerms:
+    """One layer on one device, per micro-batch, under one recompute policy."""
+
+    compute_s: float
+    fwd_s: float
+    bwd_s: float
+    recompute_s: float
+    tp_s: float
+    cp_s: float
+    ep_s: float
+    hardware_flops: float
+    act_bytes: float
+    full_act_bytes: float  # what the layer holds transiently while its backward runs
+    dense_params: float
+    expert_params: float
+
+    @property
+    def time_s(self) -> float:
+        return self.compute_s + self.recompute_s + self.tp_s + self.cp_s + self.ep_s
+
+
+def _layer_terms(layer: Layer, policy: Recompute, ctx: _Ctx) -> LayerTerms:
+    key = (layer, policy)
+    cached = ctx.memo.get(key)
+    if cached is not None:
+        return cached
+    s, job = ctx.s, ctx.job
+    lc = layer_compute(layer, s, job, ctx.dev, policy)
+    gemm_f = lc.fwd_s - lc.attention_fwd_s
+    dense, expert = _layer_params(layer, s)
+    full_act = layer_activation_bytes(layer, s, job, Recompute.NONE) if policy is not Recompute.NONE else 0.0
+    terms = LayerTerms(
+        compute_s=lc.fwd_s + lc.bwd_s, fwd_s=lc.fwd_s, bwd_s=lc.bwd_s, recompute_s=lc.recompute_s,
+        tp_s=_tp_comm(layer, ctx, policy, gemm_f, 2 * gemm_f), cp_s=_cp_comm(layer, ctx, lc.attention_fwd_s),
+        ep_s=_ep_comm(layer, ctx, policy, lc.fwd_s + lc.bwd_s),
+        hardware_flops=3 * lc.fwd_flops + lc.recompute_flops,
+        act_bytes=layer_activation_bytes(layer, s, job, policy), full_act_bytes=full_act,
+        dense_params=dense, expert_params=expert,
     )
+    ctx.memo[key] = terms
+    return terms
+
+
+def _rank_cost(rank: int, counts: tuple[int, ...], ctx: _Ctx) -> RankCost:
+    """Ranks holding the same layers under the same policy (the middle of a uniform pipeline)
+    share their time terms; only the in-flight activations differ."""
+    s = ctx.s
+    policy = s.recompute_of_stage(rank)
+    key = (counts, policy, rank == 0, rank == s.pp - 1)
+    core = ctx.memo.get(key)
+    if core is None:
+        core = ctx.memo[key] = _rank_core(rank, counts, policy, ctx)
+    acc, head_act, peak_layer_act, transient = core
+    in_flight = in_flight_microbatches(s, rank, ctx.microbatches)
+    memory = model_state_bytes(acc["dense_params"], acc["expert_params"], s, ctx.job)
+    memory["activations"] = acc["act_bytes"] * in_flight + head_act + peak_layer_act
+    memory.update(transient)
+    return RankCost(
+        compute_s=acc["compute_s"], recompute_s=acc["recompute_s"], tp_s=acc["tp_s"], cp_s=acc["cp_s"],
+        ep_s=acc["ep_s"], p2p_s=acc["p2p_s"], bwd_s=acc["bwd_s"], fwd_s=acc["fwd_s"], memory=memory,
+        dense_params=acc["dense_params"], expert_params=acc["expert_params"], hardware_flops=acc["hardware_flops"],
+    )
+
+
+_SUMMED = ("compute_s", "recompute_s", "tp_s", "cp_s", "ep_s", "bwd_s", "fwd_s", "hardware_flops",
+           "act_bytes", "dense_params", "expert_params")
+
+
+def _rank_core(rank: int, counts: tuple[int, ...], policy: Recompute,
+               ctx: _Ctx) -> tuple[dict[str, float], float, float, dict[str, float]]:
+    acc = dict.fromkeys(_SUMMED, 0.0)
+    peak_layer_act = 0.0
+    kinds = LayerIndex.of(ctx.module).kinds
+    held = [layer for layer, count in zip(kinds, counts, strict=True) if count]
+    for layer, count in zip(kinds, counts, strict=True):
+        if not count:
+            continue
+        terms = _layer_terms(layer, policy, ctx)
+        for name in _SUMMED:
+            acc[name] += count * getattr(terms, name)
+        peak_layer_act = max(peak_layer_act, terms.full_act_bytes)
+    head_s, head_flops, head_dense, head_act = _ends(rank, ctx)
+    acc["compute_s"] += head_s
+    acc["hardware_flops"] += head_flops
+    acc["dense_params"] += head_dense
+    acc["p2p_s"] = _p2p(ctx)
+    return acc, head_act, peak_layer_act, _transient_bytes(held, ctx.s, ctx.dev)
 
 
 def _ends(rank: int, ctx: _Ctx) -> tuple[float, float, float, float]:
@@ -271,7 +360,7 @@ def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, pla
     dev = device_for(cluster, job)
     groups = plan_groups(cluster, s, plan.placement)
     ctx = _Ctx(module, s, job, dev, groups, microbatches(job, s))
-    ranks = [_rank_cost(r, layers, ctx) for r, layers in enumerate(rank_layers(module, s))]
+    ranks = [_rank_cost(r, counts, ctx) for r, counts in enumerate(rank_layer_counts(module, s))]
     slowest = max(ranks, key=lambda r: r.time_s)
     pipe = pipeline_time([r.time_s for r in ranks], ctx.microbatches, s.vpp)
     m = ctx.microbatches
@@ -292,7 +381,9 @@ def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, pla
     step = sum(time.values())
     fullest = max(ranks, key=lambda r: sum(r.memory.values()))
     tokens = job.global_batch * job.seq_len
-    model_flops = tokens * model_flops_per_token(module.layers, module.head_matmul_params, job.seq_len)
+    index = LayerIndex.of(module)
+    per_token = model_flops_per_token(index.kinds, _kind_counts(index), module.head_matmul_params, job.seq_len)
+    model_flops = tokens * per_token
     replicas = s.dp * s.tp * s.cp  # devices sharing each rank's work
     hw_flops = sum(r.hardware_flops for r in ranks) * m * replicas
     return Estimate(
@@ -301,6 +392,10 @@ def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, pla
         tokens_per_s=tokens / step, model_flops_per_step=model_flops, hardware_flops_per_step=hw_flops,
         devices=s.devices, peak_flops_per_s=dev.peak_flops_per_s, comm_by_tier=_comm_by_tier(time, groups),
     )
+
+
+def _kind_counts(index: LayerIndex) -> tuple[int, ...]:
+    return index.counts(0, len(index.kind_of))
 
 
 def _comm_by_tier(time: dict[str, float], groups: dict[str, GroupSpan]) -> dict[str, float]:
@@ -333,4 +428,48 @@ def _estimate_multimodule(model: ModelGraph, cluster: Cluster, job: Job, plan: P
         model_flops_per_step=sum(p.model_flops_per_step for p in parts),
         hardware_flops_per_step=sum(p.hardware_flops_per_step for p in parts),
         devices=plan.devices, peak_flops_per_s=slowest.peak_flops_per_s, comm_by_tier=slowest.comm_by_tier,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StageTable:
+    """Per-layer and per-rank terms of one strategy, for a solver that re-splits the pipeline:
+    the same numbers `estimate` adds up, exposed layer by layer."""
+
+    policies: tuple[Recompute, ...]
+    layer_time_s: tuple[tuple[float, ...], ...]  # [policy][layer] per micro-batch
+    layer_act_bytes: tuple[tuple[float, ...], ...]  # [policy][layer] per in-flight micro-batch
+    layer_static_bytes: tuple[float, ...]
+    rank_extra_time_s: tuple[float, ...]
+    rank_extra_bytes: tuple[float, ...]
+    in_flight: tuple[float, ...]
+    capacity_bytes: float
+
+
+def stage_table(module: Module, cluster: Cluster, job: Job, s: Strategy, plan: Plan,
+                policies: tuple[Recompute, ...]) -> StageTable:
+    dev = device_for(cluster, job)
+    ctx = _Ctx(module, s, job, dev, plan_groups(cluster, s, plan.placement), microbatches(job, s))
+    times, acts = [], []
+    for policy in policies:
+        terms = [_layer_terms(layer, policy, ctx) for layer in module.layers]
+        times.append(tuple(t.time_s for t in terms))
+        acts.append(tuple(t.act_bytes for t in terms))
+    static = []
+    for layer in module.layers:
+        t = _layer_terms(layer, Recompute.NONE, ctx)
+        static.append(sum(model_state_bytes(t.dense_params, t.expert_params, s, job).values()))
+    extra_t, extra_b = [], []
+    worst_full = max(_layer_terms(layer, Recompute.NONE, ctx).act_bytes for layer in module.layers)
+    for rank in range(s.pp):
+        head_s, _, head_dense, head_act = _ends(rank, ctx)
+        extra_t.append(head_s + _p2p(ctx))
+        states = sum(model_state_bytes(head_dense, 0.0, s, job).values())
+        transient = sum(_transient_bytes(module.layers, s, dev).values())
+        extra_b.append(states + head_act + transient + worst_full)
+    return StageTable(
+        policies=policies, layer_time_s=tuple(times), layer_act_bytes=tuple(acts),
+        layer_static_bytes=tuple(static), rank_extra_time_s=tuple(extra_t), rank_extra_bytes=tuple(extra_b),
+        in_flight=tuple(in_flight_microbatches(s, r, ctx.microbatches) for r in range(s.pp)),
+        capacity_bytes=cluster.accelerator.hbm_bytes,
     )

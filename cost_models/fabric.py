@@ -27,13 +27,23 @@ class GroupSpan:
 
 
 def group_span(cluster: Cluster, stride: int, size: int) -> GroupSpan:
+    """A group along one mesh axis: `size` ranks spaced `stride` apart."""
+    return axes_span(cluster, ((stride, size),))
+
+
+def axes_span(cluster: Cluster, axes: tuple[tuple[int, int], ...]) -> GroupSpan:
+    """A group spanning several mesh axes, each (stride, size): ranks varying along all of them."""
     inner = cluster.tiers[0]
+    size = 1
+    per_domain = 1
+    extent = 1
+    for stride, n in axes:
+        size *= n
+        per_domain *= min(n, max(1, inner.span // stride)) if stride < inner.span else 1
+        extent += stride * (n - 1)
     if size <= 1:
         return GroupSpan(1, 1, 1, inner, inner)
-    domain = inner.span
-    per_domain = max(1, min(size, domain // stride)) if stride < domain else 1
     domains = math.ceil(size / per_domain)
-    extent = stride * (size - 1) + 1
     outer = cluster.tier_for_span(extent) if domains > 1 else inner
     return GroupSpan(size, per_domain, domains, inner, outer)
 
@@ -53,15 +63,14 @@ def naive_strides(strategy: Strategy) -> dict[str, int]:
 
 
 def plan_groups(cluster: Cluster, strategy: Strategy, placement: Placement) -> dict[str, GroupSpan]:
-    """The span of every communication group of the plan: tp, cp, dp (dense grads over dp·cp), pp
-    neighbours, ep (carved from dp·cp, innermost first) and expert-dp."""
-    strides = naive_strides(strategy) if placement.naive else axis_strides(strategy, placement)
-    groups = {axis: group_span(cluster, strides[axis], getattr(strategy, axis)) for axis in ("tp", "cp", "dp")}
-    groups["pp"] = group_span(cluster, strides["pp"], 2 if strategy.pp > 1 else 1)
-    inner_dpcp = "cp" if strides["cp"] <= strides["dp"] else "dp"
-    ep_stride = strides[inner_dpcp] if strategy.cp > 1 or inner_dpcp == "dp" else strides["dp"]
-    groups["ep"] = group_span(cluster, ep_stride, strategy.ep)
-    groups["dpcp"] = group_span(cluster, min(strides["dp"], strides["cp"]), strategy.dp * strategy.cp)
-    edp = max(1, strategy.dp * strategy.cp // strategy.ep)
-    groups["edp"] = group_span(cluster, ep_stride * strategy.ep, edp)
+    """The span of every communication group of the plan: tp, cp, dp, pp neighbours, dense
+    gradients over dp x cp, and the expert mesh. Megatron-Core folds experts onto the ranks
+    innermost first (etp, then ep, then expert-dp), whatever the dense axes are."""
+    s = strategy
+    strides = naive_strides(s) if placement.naive else axis_strides(s, placement)
+    groups = {axis: group_span(cluster, strides[axis], getattr(s, axis)) for axis in ("tp", "cp", "dp")}
+    groups["pp"] = group_span(cluster, strides["pp"], 2 if s.pp > 1 else 1)
+    groups["dpcp"] = axes_span(cluster, ((strides["dp"], s.dp), (strides["cp"], s.cp)))
+    groups["ep"] = group_span(cluster, s.etp, s.ep)
+    groups["edp"] = group_span(cluster, s.etp * s.ep, max(1, s.expert_dp))
     return groups

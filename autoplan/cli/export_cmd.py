@@ -24,9 +24,8 @@ def export(
     """Render a plan as the config its engine runs: JAX mesh, Megatron flags, torchtitan TOML,
     DeepSpeed JSON or MaxText YAML."""
     from autoplan.cost_models.catalog import load_cluster
-    from autoplan.frontends import load_model
-
     from autoplan.export import ExportContext, export_plan
+    from autoplan.frontends import load_model
     from autoplan.plan_io import read_record
 
     if fmt not in FORMATS:

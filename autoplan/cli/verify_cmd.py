@@ -53,7 +53,6 @@ def verify(
 ) -> None:
     """Numerically verify a plan at small scale: sharded step vs. single-device reference (fp32)."""
     from autoplan.frontends import load_model
-
     from autoplan.plan_io import parse_plan
     from autoplan.verify import run_verify
 

@@ -1,0 +1,93 @@
+"""The candidate space: device meshes (tp, cp, pp, dp, ep) and, per mesh, the knobs that trade
+memory for time (vpp, mbs, ZeRO stage, recompute). Divisibility is enforced here, so every
+candidate is a plan the estimator accepts; `--fix` keys pin an axis to one value."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from autoplan.types import Cluster, Job, Module, Moe, Recompute, Strategy
+
+VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
+MBS_CHOICES = (1, 2, 4, 8, 16)
+ZERO_CHOICES = (0, 1, 2, 3)
+RECOMPUTE_CHOICES = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
+
+
+@dataclass(frozen=True, slots=True)
+class Mesh:
+    tp: int
+    cp: int
+    pp: int
+    dp: int
+    ep: int
+    etp: int
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _pick(fixed: dict[str, object], key: str, options: list[int]) -> list[int]:
+    """A fixed key is held at its value, even outside the usual options (the user knows best)."""
+    return [int(fixed[key])] if key in fixed else options
+
+
+def tp_options(module: Module, cluster: Cluster) -> list[int]:
+    """TP splits heads and stays inside the scale-up domain (its traffic is per layer)."""
+    att = module.layers[0].attention
+    limit = cluster.tiers[0].span
+    return [t for t in _divisors(att.heads) if t <= limit and (att.kv_heads % t == 0 or t % att.kv_heads == 0)]
+
+
+def cp_options(job: Job) -> list[int]:
+    return [c for c in (1, 2, 4, 8, 16, 32) if job.seq_len % (2 * c) == 0 and job.seq_len // c >= 1024 or c == 1]
+
+
+def ep_options(module: Module, tp: int, dp: int, cp: int) -> list[int]:
+    moe = next((layer.ffn for layer in module.layers if isinstance(layer.ffn, Moe)), None)
+    if moe is None:
+        return [1]
+    return [e for e in _divisors(moe.experts) if (tp * dp * cp) % e == 0]
+
+
+def meshes(module: Module, cluster: Cluster, job: Job, fixed: dict[str, object]) -> Iterator[Mesh]:
+    n, layers = cluster.devices, module.num_layers
+    tps = _pick(fixed, "tp", tp_options(module, cluster))
+    cps = _pick(fixed, "cp", cp_options(job))
+    for tp, cp in itertools.product(tps, cps):
+        if n % (tp * cp):
+            continue
+        pps = _pick(fixed, "pp", [p for p in _divisors(n // (tp * cp)) if p <= layers])
+        for pp in pps:
+            if n % (tp * cp * pp):
+                continue
+            dp = n // (tp * cp * pp)
+            if "dp" in fixed and int(fixed["dp"]) != dp:
+                continue
+            if job.global_batch % dp:
+                continue
+            for ep in _pick(fixed, "ep", ep_options(module, tp, dp, cp)):
+                etp = int(fixed.get("etp", 1))
+                if (tp * dp * cp) % (ep * etp) == 0:
+                    yield Mesh(tp, cp, pp, dp, ep, etp)
+
+
+def knob_options(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object]) -> Iterator[Strategy]:
+    """Every (vpp, mbs, zero, recompute) for one mesh; sp and TP comm-overlap whenever tp > 1."""
+    per_replica = job.global_batch // mesh.dp
+    vpps = [v for v in VPP_CHOICES if v == 1 or (mesh.pp > 1 and mesh.pp * v <= module.num_layers)]
+    mbss = [b for b in MBS_CHOICES if per_replica % b == 0]
+    zeros = list(ZERO_CHOICES) if mesh.dp * mesh.cp > 1 else [0]
+    product = itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
+                                _pick(fixed, "zero", zeros), _recomputes(fixed))
+    for vpp, mbs, zero, recompute in product:
+        yield Strategy(tp=mesh.tp, pp=mesh.pp, dp=mesh.dp, cp=mesh.cp, ep=mesh.ep, etp=mesh.etp, vpp=vpp, mbs=mbs,
+                       sp=bool(fixed.get("sp", mesh.tp > 1)) and mesh.tp > 1, zero=zero, recompute=recompute,
+                       tp_comm_overlap=mesh.tp > 1)
+
+
+def _recomputes(fixed: dict[str, object]) -> list[Recompute]:
+    return [Recompute(fixed["recompute"])] if "recompute" in fixed else list(RECOMPUTE_CHOICES)
