@@ -11,9 +11,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from autoplan.frontends.hf_config import model_from_hf_config
-
 from autoplan.errors import ConfigError
+from autoplan.frontends.hf_config import model_from_hf_config
 from autoplan.types import ModelGraph
 
 __all__ = ["load_model", "model_from_hf_config", "preset_names"]

@@ -8,8 +8,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from autoplan.cost_models import catalog
 
+from autoplan.cost_models import catalog
 from autoplan.errors import ConfigError
 from autoplan.types import Accelerator, Cluster
 

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from autoplan.frontends import load_model, model_from_hf_config, preset_names
 
 from autoplan.errors import ConfigError
+from autoplan.frontends import load_model, model_from_hf_config, preset_names
 from autoplan.types import Mlp, Moe
 
 FRONTENDS = Path(__file__).resolve().parents[1] / "frontends"

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from autoplan.frontends import load_model
-from autoplan.frontends.onnx_graph import model_from_onnx
 from onnx import helper, numpy_helper, save
 
 from autoplan.errors import ConfigError
+from autoplan.frontends import load_model
+from autoplan.frontends.onnx_graph import model_from_onnx
 
 HIDDEN, FFN, VOCAB = 64, 256, 100
 

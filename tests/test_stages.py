@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 import pytest
-from autoplan.search import stages
-from autoplan.search.stages import SolverConfig, StageProblem, StageSolution, brute_force, solve_stages
 
 from autoplan.errors import InfeasiblePlanError
+from autoplan.search import stages
+from autoplan.search.stages import SolverConfig, StageProblem, StageSolution, brute_force, solve_stages
 from autoplan.types import Recompute
 
 GIB = 2**30
