@@ -151,9 +151,9 @@ def _refine(x: Scored, module: Module, cluster: Cluster, job: Job, score: _Score
             out.append(cand)
     best = min(out, key=lambda c: c.key)
     for placement in placements(best.plan.main, cluster):
-        if placement != best.plan.placement and (cand := score(best.plan.main, placement)) is not None:
-            if cand.estimate.fits:
-                out.append(cand)
+        cand = score(best.plan.main, placement) if placement != best.plan.placement else None
+        if cand is not None and cand.estimate.fits:
+            out.append(cand)
     return out
 
 

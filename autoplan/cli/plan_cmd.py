@@ -42,7 +42,9 @@ def plan_command(
     devices: DevicesOpt = None,
     seq_len: SeqLenOpt = None,
     global_batch: GlobalBatchOpt = None,
-    fix: Annotated[str | None, typer.Option("--fix", help="Keys held fixed, e.g. 'tp=8' or 'tp=8,recompute=full'.")] = None,
+    fix: Annotated[
+        str | None, typer.Option("--fix", help="Keys held fixed, e.g. 'tp=8' or 'tp=8,recompute=full'.")
+    ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Show this many ranked plans.")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan record (JSON) here.")] = None,
     json_out: JsonOpt = False,

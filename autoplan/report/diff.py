@@ -52,7 +52,8 @@ def diff_markdown(d: dict[str, Any]) -> str:
         lines += ["", "**Changed:** nothing"]
     if d["time_terms_s"]:
         lines += ["", "| term | before s | after s |", "|---|---|---|"]
-        lines += [f"| {TIME_LABELS.get(k, k)} | {v['old']:.3f} | {v['new']:.3f} |" for k, v in d["time_terms_s"].items()]
+        terms = d["time_terms_s"].items()
+        lines += [f"| {TIME_LABELS.get(k, k)} | {v['old']:.3f} | {v['new']:.3f} |" for k, v in terms]
     return "\n".join(lines)
 
 

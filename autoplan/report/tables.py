@@ -59,7 +59,8 @@ def strategy_line(s: Strategy) -> str:
 
 def plan_lines(plan: Plan) -> list[str]:
     if len(plan.strategies) == 1:
-        return [f"plan        {strategy_line(plan.main)}", f"placement   {' < '.join(plan.placement.order)} (inner < outer)"]
+        order = " < ".join(plan.placement.order)
+        return [f"plan        {strategy_line(plan.main)}", f"placement   {order} (inner < outer)"]
     return [f"plan[{name}]  {strategy_line(s)}" for name, s in plan.strategies]
 
 
