@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from autoplan.cost_models.check import check_strategy
-from autoplan.cost_models.estimate import estimate, stage_table
+from autoplan.cost_models.estimate import chunk_layers, estimate, stage_table
 from autoplan.errors import AutoplanError, InfeasiblePlanError
 from autoplan.search.placement import placements
 from autoplan.search.space import Mesh, knob_options, meshes
@@ -172,7 +172,8 @@ def _stage_split(s: Strategy, plan: Plan, module: Module, cluster: Cluster, job:
     except InfeasiblePlanError:
         return None
     uniform = len(set(sol.rank_recompute)) == 1
-    return replace(s, stage_layers=tuple(sol.chunk_layers),
+    even = tuple(sol.chunk_layers) == chunk_layers(module.num_layers, s)
+    return replace(s, stage_layers=() if even else tuple(sol.chunk_layers),
                    recompute=sol.rank_recompute[0] if uniform else s.recompute,
                    stage_recompute=() if uniform else tuple(sol.rank_recompute))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from autoplan.types import Cluster, Job, Module, Moe, Recompute, Strategy
 
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
-MBS_CHOICES = (1, 2, 4, 8, 16)
+MAX_MBS = 32
 ZERO_CHOICES = (0, 1, 2, 3)
 RECOMPUTE_CHOICES = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
 
@@ -79,7 +79,7 @@ def knob_options(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object])
     """Every (vpp, mbs, zero, recompute) for one mesh; sp and TP comm-overlap whenever tp > 1."""
     per_replica = job.global_batch // mesh.dp
     vpps = [v for v in VPP_CHOICES if v == 1 or (mesh.pp > 1 and mesh.pp * v <= module.num_layers)]
-    mbss = [b for b in MBS_CHOICES if per_replica % b == 0]
+    mbss = [b for b in range(1, min(MAX_MBS, per_replica) + 1) if per_replica % b == 0]
     zeros = list(ZERO_CHOICES) if mesh.dp * mesh.cp > 1 else [0]
     product = itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
                                 _pick(fixed, "zero", zeros), _recomputes(fixed))
