@@ -16,6 +16,9 @@ from autoplan.errors import ConfigError
 class Efficiency:
     gemm: float  # large dense GEMM throughput / dense peak
     gemm_half_dim: float  # a GEMM dimension this small halves the efficiency (tile/wave quantisation)
+    # MoE grouped GEMM vs one dense GEMM of the same FLOPs: variable per-expert M leaves partial tiles
+    # and idle SMs (CUTLASS grouped-GEMM and TE grouped-linear benchmarks: ~75-85%)
+    grouped_gemm: float = 0.80
     attention: float  # fused (flash) attention forward throughput / dense peak
     attention_bwd_flops_ratio: float  # backward matmul FLOPs over forward (FlashAttention-2 §3.2: 2.5)
     unfused_attention: float  # batched-GEMM QK^T / AV throughput without a fused kernel

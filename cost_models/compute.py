@@ -34,11 +34,12 @@ def _shape_factor(dim: float, eff: Efficiency) -> float:
     return dim / (dim + eff.gemm_half_dim)
 
 
-def gemm_time(m: float, n: float, k: float, dev: Device) -> float:
+def gemm_time(m: float, n: float, k: float, dev: Device, grouped: bool = False) -> float:
     """[m x k] @ [k x n]: 2mnk FLOPs at shape-dependent efficiency, or the HBM roofline."""
     if m <= 0 or n <= 0 or k <= 0:
         return 0.0
     eff = dev.eff.gemm * _shape_factor(m, dev.eff) * _shape_factor(n, dev.eff) * _shape_factor(k, dev.eff)
+    eff *= dev.eff.grouped_gemm if grouped else 1.0
     compute = 2 * m * n * k / (dev.peak_flops_per_s * eff)
     traffic = 2 * (m * k + k * n + m * n) / (dev.hbm_bytes_per_s * dev.eff.hbm)
     return max(compute, traffic) + dev.eff.kernel_overhead_s
@@ -93,16 +94,22 @@ def _moe_gemms(moe: Moe, t: float, s: Strategy, job: Job, dev: Device) -> float:
     """Routed experts: each device runs tokens·top_k expert rows spread over its local experts,
     the busiest device `moe_imbalance` times the mean (grouped GEMM)."""
     local_experts = max(1, moe.experts // s.ep)
-    rows = t * moe.top_k * job.moe_imbalance
+    rows = expert_rows(moe, t, s) * job.moe_imbalance
     per_expert = rows / local_experts
     up = (2 if moe.gated else 1) * moe.expert_ffn / s.etp
-    expert = local_experts * (gemm_time(per_expert, up, moe.hidden, dev)
-                              + gemm_time(per_expert, moe.hidden, moe.expert_ffn / s.etp, dev))
+    expert = local_experts * (gemm_time(per_expert, up, moe.hidden, dev, grouped=True)
+                              + gemm_time(per_expert, moe.hidden, moe.expert_ffn / s.etp, dev, grouped=True))
     shared = 0.0
     if moe.shared_ffn:
         shared = _mlp_gemms(Mlp(hidden=moe.hidden, ffn=moe.shared_ffn, gated=moe.gated, params=1), t, s.tp, dev)
     router = gemm_time(t, moe.experts, moe.hidden, dev)
     return expert + shared + router
+
+
+def expert_rows(moe: Moe, t: float, s: Strategy) -> float:
+    """Token-expert rows one device computes per micro-batch. A TP group's t tokens make t·top_k
+    rows, spread over the tp/etp expert ranks the group folds into (Megatron-Core MoE folding)."""
+    return t * moe.top_k * s.etp / s.tp
 
 
 def _elementwise_bytes(layer: Layer, t: float, s: Strategy, job: Job) -> float:
@@ -115,9 +122,10 @@ def _elementwise_bytes(layer: Layer, t: float, s: Strategy, job: Job) -> float:
     att = layer.attention
     rotary = t * (att.heads + att.kv_heads) * att.head_dim / s.tp * 2 * 2
     if isinstance(layer.ffn, Moe):
-        width = layer.ffn.expert_ffn * layer.ffn.top_k / s.etp + layer.ffn.shared_ffn / s.tp
+        rows = expert_rows(layer.ffn, t, s)
+        width = layer.ffn.expert_ffn * rows / t / s.etp + layer.ffn.shared_ffn / s.tp
         gated = layer.ffn.gated
-        permute = t * layer.ffn.top_k * h * 2 * 2 * 2  # dispatch and combine permutations
+        permute = rows * h * 2 * 2 * 2  # dispatch and combine permutations
     else:
         width, gated, permute = layer.ffn.ffn / s.tp, layer.ffn.gated, 0.0
     act = t * width * 2 * (3 if gated else 2)

@@ -66,7 +66,7 @@ def _ffn_activation_bytes(layer: Layer, t: float, s: Strategy) -> float:
     ffn = layer.ffn
     if isinstance(ffn, Moe):
         # permuted tokens in, expert FC1 outputs (+gate), activation output, combine input
-        rows = t * ffn.top_k
+        rows = t * ffn.top_k * s.etp / s.tp  # as compute.expert_rows: rows fold over tp/etp ranks
         inner = rows * ffn.expert_ffn / s.etp * 2 * (3 if ffn.gated else 2)
         shared = t * ffn.shared_ffn / s.tp * 2 * (3 if ffn.gated else 2)
         return rows * ffn.hidden * 2 * 2 + inner + shared
