@@ -54,6 +54,7 @@ class Dispatch(StrEnum):
 
     ALL_TO_ALL = "alltoall"
     ALL_GATHER = "allgather"
+    HIERARCHICAL = "hierarchical"  # one copy per destination node, NVLink fan-out inside (DeepEP)
 
 
 class Optimizer(StrEnum):
@@ -121,6 +122,7 @@ class Moe:
     expert_ffn: int
     gated: bool
     shared_ffn: int = 0  # total FFN width of always-on shared experts (DeepSeek, Qwen2-MoE)
+    route_groups: int = 0  # group-limited routing: a token reaches at most this many expert groups (0 = any)
     params: int  # all experts + shared experts + router
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autoplan.errors import AutoplanError
-from autoplan.types import Job, ModelGraph, Offload, Plan, Recompute, Strategy
+from autoplan.types import Dispatch, Job, ModelGraph, Offload, Plan, Recompute, Strategy
 
 
 class Skip(Exception):
@@ -173,12 +173,22 @@ def build_plan(rec: dict[str, Any], model: ModelGraph) -> tuple[Strategy, int]:
     sp = p.get("sequence_parallel")
     sp = (stack.sp_with_tp and tp > 1) if sp is None else bool(sp) and tp > 1
     moe = model.is_moe
-    s = Strategy(tp=tp, pp=pp, dp=dp, cp=cp, ep=(p.get("ep") or 1) if moe else 1, etp=p.get("etp") or 1,
+    deepep = "deepep" in str(p.get("kernels", "")).lower()
+    ep = p.get("ep") or (_widest_ep(model, tp * dp * cp) if deepep else 1)  # DeepEP implies experts are split
+    s = Strategy(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep if moe else 1, etp=p.get("etp") or 1,
                  vpp=p.get("vpp") or 1, mbs=p.get("micro_batch") or 1, sp=sp, zero=zero,
                  recompute=_recompute(p.get("recompute"), stack), offload=offload,
                  tp_comm_overlap=stack.tp_comm_overlap and tp > 1, overlap_grad_reduce=stack.overlap,
+                 dispatch=Dispatch.HIERARCHICAL if deepep else Dispatch.ALL_TO_ALL,
                  overlap_p2p=stack.overlap)
     return s, n
+
+
+def _widest_ep(model: ModelGraph, ranks: int) -> int:
+    from math import gcd
+
+    experts = next(layer.ffn.experts for layer in model.modules[0].layers if layer.is_moe)  # type: ignore[union-attr]
+    return gcd(experts, ranks)
 
 
 def build_job(rec: dict[str, Any], s: Strategy) -> Job:

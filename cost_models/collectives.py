@@ -73,3 +73,28 @@ def _all_to_all_time(nbytes: float, span: GroupSpan, eff: Efficiency) -> float:
     t_up = nbytes * (k - 1) / n / _scale_up_bw(span, eff)
     t_out = nbytes * (n - k) / n / _scale_out_bw(span, eff) if span.crosses_domains else 0.0
     return max(t_up, t_out) + (n - 1) * 1e-6 + _latency(Collective.P2P, span)
+
+
+def expected_remote_domains(top_k: int, domains: int, route_groups: int = 0) -> float:
+    """Distinct other domains one token's top_k experts fall in, experts spread evenly:
+    D·(1-(1-1/D)^k) distinct domains, at most `route_groups` under node-limited routing
+    (DeepSeek-V3 §2.1.2 sends each token to at most 4 nodes), less the token's own."""
+    if domains <= 1:
+        return 0.0
+    distinct = domains * (1 - (1 - 1 / domains) ** top_k)
+    if route_groups:
+        distinct = min(distinct, float(route_groups))
+    return distinct * (domains - 1) / domains
+
+
+def hierarchical_all_to_all_time(token_bytes: float, tokens: float, top_k: int, span: GroupSpan,
+                                 eff: Efficiency, route_groups: int = 0) -> float:
+    """MoE dispatch as DeepEP does it: each token crosses the NIC once per destination domain,
+    then fans out to its experts over scale-up links (DeepSeek-V3 §3.2.2)."""
+    if span.size <= 1:
+        return 0.0
+    remote = expected_remote_domains(top_k, span.domains, route_groups)
+    t_out = tokens * remote * token_bytes / _scale_out_bw(span, eff) if span.crosses_domains else 0.0
+    fan_out = tokens * top_k * token_bytes * (span.per_domain - 1) / span.size
+    t_up = fan_out / _scale_up_bw(span, eff)
+    return max(t_up, t_out) + 2 * _latency(Collective.P2P, span)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from autoplan.cost_models.calibration import efficiency
 from autoplan.cost_models.check import check_plan, microbatches
-from autoplan.cost_models.collectives import Collective, collective_time
+from autoplan.cost_models.collectives import Collective, collective_time, hierarchical_all_to_all_time
 from autoplan.cost_models.compute import Device, gemm_time, layer_compute, model_flops_per_token
 from autoplan.cost_models.fabric import GroupSpan, plan_groups
 from autoplan.cost_models.memory import (
@@ -25,6 +25,7 @@ from autoplan.cost_models.memory import (
 from autoplan.cost_models.pipeline import pipeline_time
 from autoplan.types import (
     Cluster,
+    Dispatch,
     Estimate,
     Job,
     Layer,
@@ -160,15 +161,20 @@ def _cp_comm(layer: Layer, ctx: _Ctx, attn_fwd_s: float) -> float:
 
 def _ep_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, layer_s: float) -> float:
     """Token dispatch and combine, forward and backward: four all-to-alls of tokens·top_k·h
-    (Megatron-Core MoE); exposed unless overlapped with another micro-batch (DualPipe-style)."""
+    (Megatron-Core MoE), or DeepEP's hierarchical exchange; exposed unless another micro-batch's
+    compute hides them (DualPipe-style EP overlap)."""
     s, ffn = ctx.s, layer.ffn
     if not isinstance(ffn, Moe) or s.ep * s.etp <= 1:
         return 0.0
-    t = s.mbs * ctx.job.seq_len / s.cp / s.tp
-    nbytes = t * ffn.top_k * ctx.job.moe_imbalance * ffn.hidden * PARAM_BYTES
-    one = collective_time(Collective.ALL_TO_ALL, nbytes, ctx.groups["ep"], ctx.dev.eff)
+    tokens = s.mbs * ctx.job.seq_len / s.cp / s.tp * ctx.job.moe_imbalance
+    token_bytes = ffn.hidden * PARAM_BYTES
+    span = ctx.groups["ep"]
+    if s.dispatch is Dispatch.HIERARCHICAL:
+        one = hierarchical_all_to_all_time(token_bytes, tokens, ffn.top_k, span, ctx.dev.eff, ffn.route_groups)
+    else:
+        one = collective_time(Collective.ALL_TO_ALL, tokens * ffn.top_k * token_bytes, span, ctx.dev.eff)
     total = (4 + (2 if recompute is Recompute.FULL else 0)) * one
-    return max(0.0, total - layer_s) if s.ep_overlap else total
+    return max(total / 4, total - layer_s) if s.ep_overlap else total
 
 
 def _layer_params(layer: Layer, s: Strategy) -> tuple[float, float]:
@@ -234,7 +240,8 @@ def _rank_cost(rank: int, counts: tuple[int, ...], ctx: _Ctx) -> RankCost:
     if core is None:
         core = ctx.memo[key] = _rank_core(rank, counts, policy, ctx)
     acc, head_act, peak_layer_act, transient = core
-    in_flight = in_flight_microbatches(s, rank, ctx.microbatches)
+    # EP overlap runs two micro-batches at once (DualPipe, Megatron-Core EP overlap): one more held
+    in_flight = in_flight_microbatches(s, rank, ctx.microbatches) + (1 if s.ep_overlap and s.ep > 1 else 0)
     memory = model_state_bytes(acc["dense_params"], acc["expert_params"], s, ctx.job)
     memory["activations"] = acc["act_bytes"] * in_flight + head_act + peak_layer_act
     memory.update(transient)

@@ -8,7 +8,7 @@ a family means writing one builder and registering it there.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autoplan.errors import ConfigError
@@ -267,6 +267,8 @@ def _deepseek(c: _Config) -> Module:
     correction = experts if c.raw.get("topk_method") == "noaux_tc" else 0
     moe = _moe(hidden, experts, c.dim("num_experts_per_tok"), ffn,
                shared_ffn=c.dim("n_shared_experts", 0) * ffn, router_extra=correction) if experts else None
+    if moe is not None and c.dim("topk_group", 0):  # node-limited routing (DeepSeek-V3 §2.1.2)
+        moe = replace(moe, route_groups=c.dim("topk_group"))
     dense = _mlp(hidden, c.dim("intermediate_size"), gated=True, activation="silu")
     attention = _mla(c, hidden)
     layers = [Layer(attention=attention, norm_params=2 * hidden,

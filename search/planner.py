@@ -121,7 +121,7 @@ def _sweep(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object], score
     policies with the same other knobs are skipped (options come lightest first)."""
     out, settled = [], set()
     for s in knob_options(mesh, module, job, fixed):
-        knobs = (s.vpp, s.mbs, s.zero)
+        knobs = (s.vpp, s.mbs, s.zero, s.dispatch, s.ep_overlap)
         if knobs in settled:
             continue
         cand = score(s)

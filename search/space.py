@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from autoplan.types import Cluster, Job, Module, Moe, Recompute, Strategy
+from autoplan.types import Cluster, Dispatch, Job, Module, Moe, Recompute, Strategy
 
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
 MAX_MBS = 32
@@ -82,11 +82,21 @@ def knob_options(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object])
     mbss = [b for b in range(1, min(MAX_MBS, per_replica) + 1) if per_replica % b == 0]
     zeros = list(ZERO_CHOICES) if mesh.dp * mesh.cp > 1 else [0]
     product = itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
-                                _pick(fixed, "zero", zeros), _recomputes(fixed))
-    for vpp, mbs, zero, recompute in product:
+                                _pick(fixed, "zero", zeros), _ep_modes(mesh, fixed), _recomputes(fixed))
+    for vpp, mbs, zero, (dispatch, ep_overlap), recompute in product:
         yield Strategy(tp=mesh.tp, pp=mesh.pp, dp=mesh.dp, cp=mesh.cp, ep=mesh.ep, etp=mesh.etp, vpp=vpp, mbs=mbs,
                        sp=bool(fixed.get("sp", mesh.tp > 1)) and mesh.tp > 1, zero=zero, recompute=recompute,
-                       tp_comm_overlap=mesh.tp > 1)
+                       tp_comm_overlap=mesh.tp > 1, dispatch=dispatch, ep_overlap=ep_overlap)
+
+
+def _ep_modes(mesh: Mesh, fixed: dict[str, object]) -> list[tuple[Dispatch, bool]]:
+    """Token dispatch and EP overlap are choices only when there is expert parallelism; overlap
+    costs a micro-batch of activations, so the plain mode comes first."""
+    if mesh.ep * mesh.etp <= 1:
+        return [(Dispatch.ALL_TO_ALL, False)]
+    dispatches = [Dispatch(fixed["dispatch"])] if "dispatch" in fixed else [Dispatch.ALL_TO_ALL, Dispatch.HIERARCHICAL]
+    overlaps = [bool(fixed["ep_overlap"])] if "ep_overlap" in fixed else [False, True]
+    return [(d, o) for o in overlaps for d in dispatches]
 
 
 def _recomputes(fixed: dict[str, object]) -> list[Recompute]:
