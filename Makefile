@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 	$(BIN)/autoplan plan --model llama3.1-70b --cluster h100-sxm-80gb --devices 512 --seq-len 8192 --global-batch 512 --top 3
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -n 2
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -81,6 +81,7 @@ def plan(
     global_batch: int | None = None,
     fix: str | dict[str, object] | None = None,
     progress: object = None,
+    naive_placement: bool = False,
 ):
     """The fastest plan that fits, with ranked alternatives (`search.planner.PlanResult`).
 
@@ -93,7 +94,7 @@ def plan(
     c = load_cluster(cluster, devices)
     j = job or make_job(c, seq_len, global_batch)
     fixed = parse_plan_keys(fix) if isinstance(fix, str) else dict(fix or {})
-    return search(m, c, j, fixed, progress=progress)  # type: ignore[arg-type]
+    return search(m, c, j, fixed, progress=progress, naive_placement=naive_placement)  # type: ignore[arg-type]
 
 
 def estimate_record(record: object) -> Estimate:

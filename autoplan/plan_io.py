@@ -104,7 +104,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {"schema_version": PLAN_SCHEMA_VERSION, **main}
     out["placement"] = {"order": list(plan.placement.order), "naive": plan.placement.naive}
     if len(plan.strategies) > 1 or plan.strategies[0][0] != "language":
-        out["modules"] = {name: strategy_to_dict(s) for name, s in plan.strategies}
+        # a list keeps model order through sort_keys; the first module is the plan's main one
+        out["modules"] = [{"name": name, **strategy_to_dict(s)} for name, s in plan.strategies]
     return out
 
 
@@ -117,8 +118,11 @@ def plan_from_dict(d: dict[str, Any]) -> Plan:
     placement = Placement(order=tuple(placement_d.get("order", Placement().order)),
                           naive=bool(placement_d.get("naive", False)))
     modules = d.pop("modules", None)
+    if isinstance(modules, dict):
+        modules = [{"name": name, **sd} for name, sd in modules.items()]
     if modules:
-        strategies = tuple((name, strategy_from_dict(sd)) for name, sd in modules.items())
+        strategies = tuple((sd["name"], strategy_from_dict({k: v for k, v in sd.items() if k != "name"}))
+                           for sd in modules)
     else:
         strategies = (("language", strategy_from_dict(d)),)
     return Plan(strategies=strategies, placement=placement)

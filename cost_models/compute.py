@@ -146,12 +146,13 @@ def layer_compute(layer: Layer, s: Strategy, job: Job, dev: Device, recompute: R
     # FlashAttention-2 §3.1.2; unfused, it is two batched GEMMs per forward one), elementwise ~2x
     attn_bwd = attn * (dev.eff.attention_bwd_flops_ratio if job.flash_attention else 2.0)
     bwd = 2 * gemm + attn_bwd + 2 * elem
-    fwd_flops = _layer_fwd_flops(layer, t, seq, s, executed=True)
+    # HFU counts FLOPs in the same full-square convention as MFU (PaLM), plus what is recomputed
+    fwd_flops = _layer_fwd_flops(layer, t, seq, s, executed=False)
     if recompute is Recompute.FULL:
         extra, extra_flops = fwd, fwd_flops
     elif recompute is Recompute.SELECTIVE:
         extra = attn
-        extra_flops = attention_core_flops(att, t, seq, s.tp, executed=True)
+        extra_flops = attention_core_flops(att, t, seq, s.tp, executed=False)
     else:
         extra, extra_flops = 0.0, 0.0
     return LayerCompute(fwd, bwd, extra, attn, fwd_flops, extra_flops)

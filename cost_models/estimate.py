@@ -217,13 +217,15 @@ def _layer_terms(layer: Layer, policy: Recompute, ctx: _Ctx) -> LayerTerms:
     lc = layer_compute(layer, s, job, ctx.dev, policy)
     gemm_f = lc.fwd_s - lc.attention_fwd_s
     dense, expert = _layer_params(layer, s)
-    full_act = layer_activation_bytes(layer, s, job, Recompute.NONE) if policy is not Recompute.NONE else 0.0
+    stored = layer_activation_bytes(layer, s, job, policy)
+    # while its backward runs, a recomputed layer briefly holds what it did not store
+    full_act = layer_activation_bytes(layer, s, job, Recompute.NONE) - stored
     terms = LayerTerms(
         compute_s=lc.fwd_s + lc.bwd_s, fwd_s=lc.fwd_s, bwd_s=lc.bwd_s, recompute_s=lc.recompute_s,
         tp_s=_tp_comm(layer, ctx, policy, gemm_f, 2 * gemm_f), cp_s=_cp_comm(layer, ctx, lc.attention_fwd_s),
         ep_s=_ep_comm(layer, ctx, policy, lc.fwd_s + lc.bwd_s),
         hardware_flops=3 * lc.fwd_flops + lc.recompute_flops,
-        act_bytes=layer_activation_bytes(layer, s, job, policy), full_act_bytes=full_act,
+        act_bytes=stored, full_act_bytes=full_act,
         dense_params=dense, expert_params=expert,
     )
     ctx.memo[key] = terms
@@ -336,9 +338,23 @@ def _dp_terms(slowest: RankCost, ctx: _Ctx) -> dict[str, float]:
         gather = both(Collective.ALL_GATHER, PARAM_BYTES)
     else:
         reduce, gather = both(Collective.ALL_REDUCE, g), 0.0
-    reduce_exposed = max(0.0, reduce - slowest.bwd_s) if s.overlap_grad_reduce else reduce
+    window = max(0.0, slowest.bwd_s - _priority_nic_time(slowest, ctx))
+    reduce_exposed = max(0.0, reduce - window) if s.overlap_grad_reduce else reduce
     gather_exposed = max(0.0, gather - slowest.fwd_s) if s.overlap_param_gather else gather
     return {"dp_comm": reduce_exposed, "param_gather": gather_exposed}
+
+
+def _priority_nic_time(rank: RankCost, ctx: _Ctx) -> float:
+    """Backward-pass NIC time taken by latency-critical traffic. EP all-to-all and PP sends go
+    first on links they share with the DP reduction, which only gets what they leave."""
+    if not ctx.groups["dpcp"].crosses_domains:
+        return 0.0
+    busy = 0.0
+    if ctx.groups["ep"].crosses_domains:
+        busy += rank.ep_s / 2  # the backward half of dispatch + combine
+    if ctx.groups["pp"].crosses_domains:
+        busy += rank.p2p_s / 2
+    return busy
 
 
 def len_layers(ctx: _Ctx) -> int:

@@ -81,9 +81,11 @@ def head_activation_bytes(vocab: int, hidden: int, s: Strategy, job: Job) -> flo
 
 
 def in_flight_microbatches(s: Strategy, stage: int, microbatches: int) -> float:
-    """Micro-batches whose activations a pipeline rank holds at its peak: 1F1B rank r holds
-    pp - r; interleaving adds (pp-1)/(pp·vpp) on the first rank (Narayanan et al. 2021, §2.2.2)."""
-    held = s.pp - stage
+    """Micro-batches' worth of activations a pipeline rank holds at its peak. 1F1B rank r holds
+    pp - r. Interleaved, rank r warms up (pp-r-1)·2 + (vpp-1)·pp chunks and holds one more, each
+    1/vpp of its layers: pp + (pp-2r-1)/vpp, which on rank 0 is Korthikanti et al. 2022's
+    pp·(1 + (pp-1)/(pp·vpp)) (Megatron-LM schedules.py, interleaved warm-up count)."""
+    held = float(s.pp - stage)
     if s.vpp > 1:
-        held = held * (1 + (s.pp - 1) / (s.pp * s.vpp))
+        held = s.pp + (s.pp - 2 * stage - 1) / s.vpp
     return float(min(held, microbatches)) if s.pp > 1 else 1.0

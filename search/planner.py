@@ -58,11 +58,13 @@ def _tie_key(s: Strategy) -> tuple:
 
 
 class _Scorer:
-    def __init__(self, model: ModelGraph, cluster: Cluster, job: Job) -> None:
+    def __init__(self, model: ModelGraph, cluster: Cluster, job: Job, naive: bool = False) -> None:
         self.model, self.cluster, self.job = model, cluster, job
+        self.naive = naive
         self.count = 0
 
     def __call__(self, s: Strategy, placement: Placement = Placement()) -> Scored | None:
+        placement = Placement(naive=True) if self.naive else placement
         plan = Plan.single(s, module=self.model.modules[0].name, placement=placement)
         try:
             check_strategy(self.model.modules[0], self.job, s)
@@ -92,13 +94,15 @@ def _screen(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object], scor
 
 
 def search(model: ModelGraph, cluster: Cluster, job: Job, fixed: dict[str, object] | None = None,
-           config: SearchConfig = SearchConfig(), progress: Callable[[str], None] | None = None) -> PlanResult:
-    """The fastest plan that fits, by the estimator, and the runners-up."""
+           config: SearchConfig = SearchConfig(), progress: Callable[[str], None] | None = None,
+           naive_placement: bool = False) -> PlanResult:
+    """The fastest plan that fits, by the estimator, and the runners-up. `naive_placement`
+    scores every plan with ranks in plain order (for comparison with topology-aware placement)."""
     if len(model.modules) != 1:
         raise InfeasiblePlanError(f"model {model.name!r} has {len(model.modules)} modules; "
                                   "per-module planning is not supported yet: plan each module separately")
     started, fixed = time.perf_counter(), dict(fixed or {})
-    module, score = model.modules[0], _Scorer(model, cluster, job)
+    module, score = model.modules[0], _Scorer(model, cluster, job, naive_placement)
     screened = [x for mesh in meshes(module, cluster, job, fixed)
                 if (x := _screen(mesh, module, job, fixed, score)) is not None]
     _say(progress, f"screened {len(screened)} meshes with {score.count} estimates")

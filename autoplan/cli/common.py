@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -21,6 +22,17 @@ DevicesOpt = Annotated[int | None, typer.Option("--devices", "-n", help="Device 
 SeqLenOpt = Annotated[int | None, typer.Option("--seq-len", help="Sequence length in tokens.")]
 GlobalBatchOpt = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+class PlacementMode(StrEnum):
+    TOPOLOGY = "topology"
+    NAIVE = "naive"
+
+
+PlacementOpt = Annotated[
+    PlacementMode,
+    typer.Option("--placement", help="topology: groups laid onto the fabric; naive: ranks in plain order, to compare."),
+]
 
 
 def user_errors(fn: F) -> F:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -12,10 +13,13 @@ from autoplan.cli.common import (
     GlobalBatchOpt,
     JsonOpt,
     ModelOpt,
+    PlacementMode,
+    PlacementOpt,
     SeqLenOpt,
     echo_json,
     user_errors,
 )
+from autoplan.types import Placement
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +34,7 @@ def estimate_command(
     devices: DevicesOpt = None,
     seq_len: SeqLenOpt = None,
     global_batch: GlobalBatchOpt = None,
+    placement: PlacementOpt = PlacementMode.TOPOLOGY,
     json_out: JsonOpt = False,
 ) -> None:
     """Predict step time, memory, MFU and the breakdown of one plan."""
@@ -38,6 +43,8 @@ def estimate_command(
 
     m = api.load_model(model)
     p = api.load_plan(plan)
+    if placement is PlacementMode.NAIVE:
+        p = dataclasses.replace(p, placement=Placement(naive=True))
     c = api.load_cluster(cluster, devices if devices is not None else p.devices)
     job = api.make_job(c, seq_len, global_batch)
     est = api.estimate(m, c, p, job)

@@ -14,6 +14,8 @@ from autoplan.cli.common import (
     GlobalBatchOpt,
     JsonOpt,
     ModelOpt,
+    PlacementMode,
+    PlacementOpt,
     SeqLenOpt,
     echo_json,
     user_errors,
@@ -47,6 +49,7 @@ def plan_command(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Show this many ranked plans.")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan record (JSON) here.")] = None,
+    placement: PlacementOpt = PlacementMode.TOPOLOGY,
     json_out: JsonOpt = False,
 ) -> None:
     """Find the fastest plan that fits, explain it, and optionally save it for explain/diff/export."""
@@ -56,7 +59,8 @@ def plan_command(
 
     c = api.load_cluster(cluster, devices)
     job = api.make_job(c, seq_len, global_batch)
-    result = api.plan(model, c, job, fix=fix, progress=_Progress(not json_out))
+    result = api.plan(model, c, job, fix=fix, progress=_Progress(not json_out),
+                      naive_placement=placement is PlacementMode.NAIVE)
     best = result.best
     if output is not None:
         record = PlanRecord(model=model, cluster=cluster, devices=c.devices, job=job, plan=best.plan,
