@@ -383,20 +383,23 @@ class Strategy:
     stage_recompute: tuple[Recompute, ...] = ()  # per stage; () = `recompute` everywhere
 
     def __post_init__(self) -> None:
+        # messages are built only on failure: the planner constructs millions of these
         for name in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "mbs"):
             v = getattr(self, name)
-            _require(isinstance(v, int) and v >= 1, f"{name}={v!r} must be a positive integer")
-        _require(self.zero in (0, 1, 2, 3), f"zero={self.zero} must be 0, 1, 2 or 3")
-        _require(
-            (self.tp * self.dp * self.cp) % (self.ep * self.etp) == 0,
-            f"ep*etp={self.ep * self.etp} must divide tp*dp*cp={self.tp * self.dp * self.cp} "
-            "(Megatron-Core folds the expert mesh onto the dense ranks)",
-        )
-        _require(self.vpp == 1 or self.pp > 1, f"vpp={self.vpp} needs pp > 1")
-        _require(not self.stage_layers or len(self.stage_layers) == self.pp * self.vpp,
-                 f"stage_layers has {len(self.stage_layers)} entries; it needs pp*vpp={self.pp * self.vpp}")
-        _require(not self.stage_recompute or len(self.stage_recompute) == self.pp,
-                 f"stage_recompute has {len(self.stage_recompute)} entries; it needs pp={self.pp}")
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}={v!r} must be a positive integer")
+        if self.zero not in (0, 1, 2, 3):
+            raise ConfigError(f"zero={self.zero} must be 0, 1, 2 or 3")
+        if (self.tp * self.dp * self.cp) % (self.ep * self.etp):
+            raise ConfigError(f"ep*etp={self.ep * self.etp} must divide tp*dp*cp={self.tp * self.dp * self.cp} "
+                              "(Megatron-Core folds the expert mesh onto the dense ranks)")
+        if self.vpp > 1 and self.pp == 1:
+            raise ConfigError(f"vpp={self.vpp} needs pp > 1")
+        if self.stage_layers and len(self.stage_layers) != self.pp * self.vpp:
+            raise ConfigError(f"stage_layers has {len(self.stage_layers)} entries; it needs "
+                              f"pp*vpp={self.pp * self.vpp}")
+        if self.stage_recompute and len(self.stage_recompute) != self.pp:
+            raise ConfigError(f"stage_recompute has {len(self.stage_recompute)} entries; it needs pp={self.pp}")
 
     @property
     def devices(self) -> int:

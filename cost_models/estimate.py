@@ -72,7 +72,9 @@ class _Ctx:
     dev: Device
     groups: dict[str, GroupSpan]
     microbatches: int
-    memo: dict = field(default_factory=dict)  # (layer, policy) -> LayerTerms within one estimate
+    memo: dict = field(default_factory=dict)  # rank cores within one estimate
+    # layer terms; may be shared across the estimates of one (module, cluster, job)
+    layer_cache: dict = field(default_factory=dict)
 
 
 def chunk_layers(num_layers: int, s: Strategy) -> tuple[int, ...]:
@@ -91,6 +93,7 @@ class LayerIndex:
 
     kinds: tuple[Layer, ...]
     kind_of: tuple[int, ...]
+    _rank_counts: dict = field(default_factory=dict, compare=False, hash=False)  # (pp, chunk split) -> counts
 
     @classmethod
     def of(cls, module: Module) -> LayerIndex:
@@ -99,7 +102,7 @@ class LayerIndex:
             return cached[1]
         positions: dict[Layer, int] = {}
         kind_of = tuple(positions.setdefault(layer, len(positions)) for layer in module.layers)
-        index = cls(tuple(positions), kind_of)
+        index = cls(kinds=tuple(positions), kind_of=kind_of)
         if len(_INDEX_CACHE) > 64:
             _INDEX_CACHE.clear()
         _INDEX_CACHE[id(module)] = (module, index)
@@ -118,13 +121,18 @@ _INDEX_CACHE: dict[int, tuple[Module, LayerIndex]] = {}  # bounded memo; holds t
 def rank_layer_counts(module: Module, s: Strategy) -> list[tuple[int, ...]]:
     """Layers of each kind held by each pipeline rank: chunk c runs on rank c % pp (Megatron interleaving)."""
     index = LayerIndex.of(module)
+    split = chunk_layers(module.num_layers, s)
+    cached = index._rank_counts.get((s.pp, split))
+    if cached is not None:
+        return cached
     out = [[0] * len(index.kinds) for _ in range(s.pp)]
     start = 0
-    for c, n in enumerate(chunk_layers(module.num_layers, s)):
+    for c, n in enumerate(split):
         for k, count in enumerate(index.counts(start, start + n)):
             out[c % s.pp][k] += count
         start += n
-    return [tuple(r) for r in out]
+    result = index._rank_counts[(s.pp, split)] = [tuple(r) for r in out]
+    return result
 
 
 def _tp_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, fwd_gemm_s: float, bwd_gemm_s: float) -> float:
@@ -208,9 +216,17 @@ class LayerTerms:
         return self.compute_s + self.recompute_s + self.tp_s + self.cp_s + self.ep_s
 
 
-def _layer_terms(layer: Layer, policy: Recompute, ctx: _Ctx) -> LayerTerms:
-    key = (layer, policy)
-    cached = ctx.memo.get(key)
+def _layer_key(kind: int, policy: Recompute, ctx: _Ctx) -> tuple:
+    """What a layer's terms depend on: its kind, the policy, the knobs that shape one device's
+    micro-batch, and the spans of the groups it talks over (not pp, vpp, dp or ZeRO)."""
+    s, g = ctx.s, ctx.groups
+    return (kind, policy, s.tp, s.cp, s.ep, s.etp, s.mbs, s.sp, s.tp_comm_overlap, s.ep_overlap, s.dispatch,
+            g["tp"], g["cp"], g["ep"])
+
+
+def _layer_terms(kind: int, layer: Layer, policy: Recompute, ctx: _Ctx) -> LayerTerms:
+    key = _layer_key(kind, policy, ctx)
+    cached = ctx.layer_cache.get(key)
     if cached is not None:
         return cached
     s, job = ctx.s, ctx.job
@@ -228,7 +244,7 @@ def _layer_terms(layer: Layer, policy: Recompute, ctx: _Ctx) -> LayerTerms:
         act_bytes=stored, full_act_bytes=full_act,
         dense_params=dense, expert_params=expert,
     )
-    ctx.memo[key] = terms
+    ctx.layer_cache[key] = terms
     return terms
 
 
@@ -264,10 +280,10 @@ def _rank_core(rank: int, counts: tuple[int, ...], policy: Recompute,
     peak_layer_act = 0.0
     kinds = LayerIndex.of(ctx.module).kinds
     held = [layer for layer, count in zip(kinds, counts, strict=True) if count]
-    for layer, count in zip(kinds, counts, strict=True):
+    for kind, (layer, count) in enumerate(zip(kinds, counts, strict=True)):
         if not count:
             continue
-        terms = _layer_terms(layer, policy, ctx)
+        terms = _layer_terms(kind, layer, policy, ctx)
         for name in _SUMMED:
             acc[name] += count * getattr(terms, name)
         peak_layer_act = max(peak_layer_act, terms.full_act_bytes)
@@ -379,10 +395,11 @@ def device_for(cluster: Cluster, job: Job) -> Device:
     return Device(acc.peak(job.dtype), acc.hbm_bytes_per_s, efficiency(acc.generation))
 
 
-def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, plan: Plan) -> Estimate:
+def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, plan: Plan,
+                    cache: dict | None = None) -> Estimate:
     dev = device_for(cluster, job)
     groups = plan_groups(cluster, s, plan.placement)
-    ctx = _Ctx(module, s, job, dev, groups, microbatches(job, s))
+    ctx = _Ctx(module, s, job, dev, groups, microbatches(job, s), layer_cache={} if cache is None else cache)
     ranks = [_rank_cost(r, counts, ctx) for r, counts in enumerate(rank_layer_counts(module, s))]
     slowest = max(ranks, key=lambda r: r.time_s)
     pipe = pipeline_time([r.time_s for r in ranks], ctx.microbatches, s.vpp)
@@ -431,11 +448,14 @@ def _comm_by_tier(time: dict[str, float], groups: dict[str, GroupSpan]) -> dict[
     return out
 
 
-def estimate(model: ModelGraph, cluster: Cluster, job: Job, plan: Plan) -> Estimate:
-    """Predicted step time, memory and utilisation of `plan` for `job` on `cluster`."""
+def estimate(model: ModelGraph, cluster: Cluster, job: Job, plan: Plan, cache: dict | None = None) -> Estimate:
+    """Predicted step time, memory and utilisation of `plan` for `job` on `cluster`.
+
+    `cache` (optional) keeps per-layer terms between calls for the same model, cluster and job,
+    as a search scoring many plans does; the numbers are the same with or without it."""
     check_plan(model, cluster, job, plan)
     if len(model.modules) == 1:
-        return estimate_module(model.modules[0], cluster, job, plan.main, plan)
+        return estimate_module(model.modules[0], cluster, job, plan.main, plan, cache)
     return _estimate_multimodule(model, cluster, job, plan)
 
 
@@ -473,17 +493,19 @@ def stage_table(module: Module, cluster: Cluster, job: Job, s: Strategy, plan: P
                 policies: tuple[Recompute, ...]) -> StageTable:
     dev = device_for(cluster, job)
     ctx = _Ctx(module, s, job, dev, plan_groups(cluster, s, plan.placement), microbatches(job, s))
+    index = LayerIndex.of(module)
+    kinds = index.kinds
     times, acts = [], []
     for policy in policies:
-        terms = [_layer_terms(layer, policy, ctx) for layer in module.layers]
+        terms = [_layer_terms(k, kinds[k], policy, ctx) for k in index.kind_of]
         times.append(tuple(t.time_s for t in terms))
         acts.append(tuple(t.act_bytes for t in terms))
     static = []
-    for layer in module.layers:
-        t = _layer_terms(layer, Recompute.NONE, ctx)
+    for k in index.kind_of:
+        t = _layer_terms(k, kinds[k], Recompute.NONE, ctx)
         static.append(sum(model_state_bytes(t.dense_params, t.expert_params, s, job).values()))
     extra_t, extra_b = [], []
-    worst_full = max(_layer_terms(layer, Recompute.NONE, ctx).act_bytes for layer in module.layers)
+    worst_full = max(_layer_terms(k, kinds[k], Recompute.NONE, ctx).act_bytes for k in set(index.kind_of))
     for rank in range(s.pp):
         head_s, _, head_dense, head_act = _ends(rank, ctx)
         extra_t.append(head_s + _p2p(ctx))

@@ -16,7 +16,7 @@ from autoplan.cost_models.check import check_strategy
 from autoplan.cost_models.estimate import chunk_layers, estimate, stage_table
 from autoplan.errors import AutoplanError, InfeasiblePlanError
 from autoplan.search.placement import placements
-from autoplan.search.space import Mesh, knob_options, meshes
+from autoplan.search.space import Mesh, knob_tuples, meshes, strategy_of
 from autoplan.search.stages import SolverConfig, StageProblem, solve_stages
 from autoplan.types import Cluster, Estimate, Job, ModelGraph, Module, Placement, Plan, Recompute, Strategy
 
@@ -27,7 +27,7 @@ RECOMPUTE_ORDER = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
 class SearchConfig:
     """Every knob of the search in one place."""
 
-    screen_top_meshes: int = 24  # meshes whose full knob space is swept after screening
+    screen_top_meshes: int = 12  # meshes whose full knob space is swept after screening
     refine_top: int = 3  # plans whose stages CP-SAT re-splits and whose placement is re-chosen
     keep: int = 10  # ranked alternatives kept
     # stage re-split budget per plan; interleaved (vpp > 1) pipelines keep Megatron's even chunks
@@ -62,6 +62,7 @@ class _Scorer:
         self.model, self.cluster, self.job = model, cluster, job
         self.naive = naive
         self.count = 0
+        self.cache: dict = {}  # per-layer estimator terms shared across this search's candidates
 
     def __call__(self, s: Strategy, placement: Placement = Placement()) -> Scored | None:
         placement = Placement(naive=True) if self.naive else placement
@@ -71,7 +72,7 @@ class _Scorer:
         except AutoplanError:
             return None
         self.count += 1
-        return Scored(plan, estimate(self.model, self.cluster, self.job, plan))
+        return Scored(plan, estimate(self.model, self.cluster, self.job, plan, self.cache))
 
 
 def _best_fitting(scored: list[Scored | None]) -> Scored | None:
@@ -81,15 +82,20 @@ def _best_fitting(scored: list[Scored | None]) -> Scored | None:
 
 def _screen(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object], score: _Scorer) -> Scored | None:
     """A mesh's promise: its best plan over a few memory modes at the finest micro-batch."""
-    best = None
-    for s in knob_options(mesh, module, job, fixed):
-        if s.mbs != 1 and "mbs" not in fixed or s.vpp not in (1, 2, 4) and "vpp" not in fixed:
+    best, settled = None, set()
+    for knobs in knob_tuples(mesh, module, job, fixed):
+        vpp, mbs, zero = knobs[:3]
+        if (mbs != 1 and "mbs" not in fixed) or (vpp not in (1, 2, 4) and "vpp" not in fixed):
             continue
-        if s.zero == 2 and "zero" not in fixed:
+        if zero in (0, 2) and "zero" not in fixed and mesh.dp * mesh.cp > 1:
             continue
-        cand = score(s)
-        if cand is not None and cand.estimate.fits and (best is None or cand.key < best.key):
-            best = cand
+        if knobs[:4] in settled:
+            continue
+        cand = score(strategy_of(mesh, knobs, fixed))
+        if cand is not None and cand.estimate.fits:
+            settled.add(knobs[:4])
+            if best is None or cand.key < best.key:
+                best = cand
     return best
 
 
@@ -124,14 +130,13 @@ def _sweep(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object], score
     """All knobs of one mesh. Recompute only adds time, so once a policy fits, the heavier
     policies with the same other knobs are skipped (options come lightest first)."""
     out, settled = [], set()
-    for s in knob_options(mesh, module, job, fixed):
-        knobs = (s.vpp, s.mbs, s.zero, s.dispatch, s.ep_overlap)
-        if knobs in settled:
+    for knobs in knob_tuples(mesh, module, job, fixed):
+        if knobs[:4] in settled:
             continue
-        cand = score(s)
+        cand = score(strategy_of(mesh, knobs, fixed))
         if cand is not None and cand.estimate.fits:
             out.append(cand)
-            settled.add(knobs)
+            settled.add(knobs[:4])
     return out
 
 

@@ -76,17 +76,29 @@ def meshes(module: Module, cluster: Cluster, job: Job, fixed: dict[str, object])
 
 
 def knob_options(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object]) -> Iterator[Strategy]:
-    """Every (vpp, mbs, zero, recompute) for one mesh; sp and TP comm-overlap whenever tp > 1."""
+    """Every (vpp, mbs, zero, dispatch, EP overlap, recompute) for one mesh, lightest recompute
+    first; sp and TP comm-overlap whenever tp > 1."""
+    for knobs in knob_tuples(mesh, module, job, fixed):
+        yield strategy_of(mesh, knobs, fixed)
+
+
+Knobs = tuple[int, int, int, tuple[Dispatch, bool], Recompute]
+
+
+def knob_tuples(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object]) -> Iterator[Knobs]:
     per_replica = job.global_batch // mesh.dp
     vpps = [v for v in VPP_CHOICES if v == 1 or (mesh.pp > 1 and mesh.pp * v <= module.num_layers)]
     mbss = [b for b in range(1, min(MAX_MBS, per_replica) + 1) if per_replica % b == 0]
     zeros = list(ZERO_CHOICES) if mesh.dp * mesh.cp > 1 else [0]
-    product = itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
-                                _pick(fixed, "zero", zeros), _ep_modes(mesh, fixed), _recomputes(fixed))
-    for vpp, mbs, zero, (dispatch, ep_overlap), recompute in product:
-        yield Strategy(tp=mesh.tp, pp=mesh.pp, dp=mesh.dp, cp=mesh.cp, ep=mesh.ep, etp=mesh.etp, vpp=vpp, mbs=mbs,
-                       sp=bool(fixed.get("sp", mesh.tp > 1)) and mesh.tp > 1, zero=zero, recompute=recompute,
-                       tp_comm_overlap=mesh.tp > 1, dispatch=dispatch, ep_overlap=ep_overlap)
+    yield from itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
+                                 _pick(fixed, "zero", zeros), _ep_modes(mesh, fixed), _recomputes(fixed))
+
+
+def strategy_of(mesh: Mesh, knobs: Knobs, fixed: dict[str, object]) -> Strategy:
+    vpp, mbs, zero, (dispatch, ep_overlap), recompute = knobs
+    return Strategy(tp=mesh.tp, pp=mesh.pp, dp=mesh.dp, cp=mesh.cp, ep=mesh.ep, etp=mesh.etp, vpp=vpp, mbs=mbs,
+                    sp=bool(fixed.get("sp", mesh.tp > 1)) and mesh.tp > 1, zero=zero, recompute=recompute,
+                    tp_comm_overlap=mesh.tp > 1, dispatch=dispatch, ep_overlap=ep_overlap)
 
 
 def _ep_modes(mesh: Mesh, fixed: dict[str, object]) -> list[tuple[Dispatch, bool]]:
@@ -94,7 +106,8 @@ def _ep_modes(mesh: Mesh, fixed: dict[str, object]) -> list[tuple[Dispatch, bool
     costs a micro-batch of activations, so the plain mode comes first."""
     if mesh.ep * mesh.etp <= 1:
         return [(Dispatch.ALL_TO_ALL, False)]
-    dispatches = [Dispatch(fixed["dispatch"])] if "dispatch" in fixed else [Dispatch.ALL_TO_ALL, Dispatch.HIERARCHICAL]
+    # hierarchical dispatch never moves more bytes than a flat all-to-all, so it is the default choice
+    dispatches = [Dispatch(fixed["dispatch"])] if "dispatch" in fixed else [Dispatch.HIERARCHICAL]
     overlaps = [bool(fixed["ep_overlap"])] if "ep_overlap" in fixed else [False, True]
     return [(d, o) for o in overlaps for d in dispatches]
 
