@@ -46,8 +46,8 @@ STACKS = {
     "xla": Stack(zero=3, sp_with_tp=False, tp_comm_overlap=False, fp32_grads=True, recompute=Recompute.FULL),
 }
 _STACK_PATTERNS = (
-    ("dgxc-benchmarking|megatron-bridge|megatron-swift|megatron-lm'|framework': 'megatron-lm", "megatron-core"),
     ("maxtext|paxml", "xla"),
+    ("dgxc-benchmarking|megatron-bridge|megatron-swift|megatron-lm'|framework': 'megatron-lm", "megatron-core"),
     ("automodel|llm-foundry|mosaicml|deepspeed|fsdp|opt:", "fsdp"),
     ("narayanan|korthikanti|bigscience|megatron", "megatron-lm"),
 )

@@ -318,7 +318,7 @@ def _transient_bytes(layers: Sequence[Layer], s: Strategy, dev: Device) -> dict[
     """ZeRO-3 keeps the gathered parameters of the current and the prefetched layer."""
     out = {"reserved": dev.eff.memory_reserved_bytes}
     if s.zero >= 3 and layers:
-        out["gathered_params"] = 2 * max(layer.params for layer in layers) / s.tp * PARAM_BYTES
+        out["gathered_params"] = 2 * max(sum(_layer_params(layer, s)) for layer in layers) * PARAM_BYTES
     return out
 
 
