@@ -30,7 +30,7 @@ PLAN_SCHEMA_VERSION = 1
 _INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "etp", "vpp", "mbs", "zero"}
 _BOOL_KEYS = {"sp", "overlap_grad_reduce", "overlap_param_gather", "tp_comm_overlap", "ep_overlap"}
 _ENUM_KEYS = {"recompute": Recompute, "offload": Offload, "dispatch": Dispatch}
-_STRING_KEYS = set(PLAN_KEYS) | _BOOL_KEYS | set(_ENUM_KEYS)
+_STRING_KEYS = set(PLAN_KEYS) | _BOOL_KEYS | set(_ENUM_KEYS)  # offload and dispatch too, e.g. --fix offload=none
 
 
 def _parse_value(key: str, raw: str) -> object:

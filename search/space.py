@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from autoplan.types import Cluster, Dispatch, Job, Module, Moe, Recompute, Strategy
+from autoplan.types import Cluster, Dispatch, Job, Module, Moe, Offload, Recompute, Strategy
 
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
 MAX_MBS = 32
@@ -82,7 +82,7 @@ def knob_options(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object])
         yield strategy_of(mesh, knobs, fixed)
 
 
-Knobs = tuple[int, int, int, tuple[Dispatch, bool], Recompute]
+Knobs = tuple[int, int, int, tuple[Dispatch, bool], tuple[Recompute, Offload]]
 
 
 def knob_tuples(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object]) -> Iterator[Knobs]:
@@ -95,9 +95,10 @@ def knob_tuples(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object]) 
 
 
 def strategy_of(mesh: Mesh, knobs: Knobs, fixed: dict[str, object]) -> Strategy:
-    vpp, mbs, zero, (dispatch, ep_overlap), recompute = knobs
+    vpp, mbs, zero, (dispatch, ep_overlap), (recompute, offload) = knobs
     return Strategy(tp=mesh.tp, pp=mesh.pp, dp=mesh.dp, cp=mesh.cp, ep=mesh.ep, etp=mesh.etp, vpp=vpp, mbs=mbs,
                     sp=bool(fixed.get("sp", mesh.tp > 1)) and mesh.tp > 1, zero=zero, recompute=recompute,
+                    offload=offload,
                     tp_comm_overlap=mesh.tp > 1, dispatch=dispatch, ep_overlap=ep_overlap)
 
 
@@ -112,5 +113,11 @@ def _ep_modes(mesh: Mesh, fixed: dict[str, object]) -> list[tuple[Dispatch, bool
     return [(d, o) for o in overlaps for d in dispatches]
 
 
-def _recomputes(fixed: dict[str, object]) -> list[Recompute]:
-    return [Recompute(fixed["recompute"])] if "recompute" in fixed else list(RECOMPUTE_CHOICES)
+def _recomputes(fixed: dict[str, object]) -> list[tuple[Recompute, Offload]]:
+    """The memory ladder, lightest first: recompute more, then move the optimizer to the host
+    (ZeRO-Offload) only where even full recompute does not fit."""
+    policies = [Recompute(fixed["recompute"])] if "recompute" in fixed else list(RECOMPUTE_CHOICES)
+    ladder = [(p, Offload.NONE) for p in policies]
+    if "offload" in fixed:
+        return [(p, Offload(fixed["offload"])) for p in policies]
+    return ladder + [(policies[-1], Offload.OPTIMIZER)]

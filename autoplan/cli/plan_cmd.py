@@ -91,7 +91,8 @@ def _alternative(x: Any, best: Any) -> dict[str, Any]:
              for k in x.estimate.time_breakdown}
     worse = sorted((d, k) for k, d in diffs.items() if d > 1e-6)[::-1][:2]
     return {
-        "plan_line": strategy_line(x.plan.main),
+        "plan_line": strategy_line(x.plan.main) + (
+            f" placement={'<'.join(x.plan.placement.order)}" if x.plan.placement != best.plan.placement else ""),
         "step_time_s": x.estimate.step_time_s,
         "slower_pct": 100 * (x.estimate.step_time_s / best.estimate.step_time_s - 1),
         "loses_on": ", ".join(f"+{d:.3f} s {TIME_LABELS.get(k, k)}" for d, k in worse) or "tie-break",
