@@ -65,7 +65,7 @@ class Case:
     plan: Plan
     measured_step_s: float
     measured_how: str
-    pair: str = ""  # plan-ranking partner group
+    pair: str = ""  # twin runs of one job under two plans share this key
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -245,13 +245,14 @@ def build_case(rec: dict[str, Any]) -> Case:
     est = estimate(model, cluster, job, plan)
     step, how = measured_step(rec, job, est.model_flops_per_step, est.peak_flops_per_s)
     return Case(rec["id"], rec["model"]["family"], model, accel, devices, job, plan, step, how,
-                pair=_pair_key(rec))
+                pair=_twin_pair(rec["id"]))
 
 
-def _pair_key(rec: dict[str, Any]) -> str:
-    if rec["id"].startswith("korthikanti"):
-        return rec["id"].rsplit("-", 2)[0] if "full-recompute" in rec["id"] else rec["id"].rsplit("-", 2)[0]
-    return ""
+def _twin_pair(run_id: str) -> str:
+    """Korthikanti et al. measured each job twice (selective+SP, full recompute): the shared stem."""
+    if not run_id.startswith("korthikanti"):
+        return ""
+    return run_id.removesuffix("-sp-selective").removesuffix("-full-recompute")
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ def check_strategy(module: Module, job: Job, s: Strategy) -> None:
         raise ConfigError(f"seq_len={job.seq_len} must be a multiple of 2*cp={2 * s.cp} (load-balanced CP)")
     if s.sp and s.tp == 1:
         raise ConfigError("sp=1 (sequence parallelism) needs tp > 1; set sp=0 or raise tp")
-    experts = {layer.ffn.experts for layer in module.layers[:4] + module.layers[-1:] if isinstance(layer.ffn, Moe)}
+    experts = {layer.ffn.experts for layer in module.layers if isinstance(layer.ffn, Moe)}
     for n in sorted(experts):
         if n % s.ep:
             raise ConfigError(f"ep={s.ep} must divide the {n} experts; pick ep from {_divisors(n)}")

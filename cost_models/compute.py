@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoplan.cost_models.calibration import Efficiency
-from autoplan.types import Attention, Job, Layer, Mlp, Moe, Recompute, Strategy
+from autoplan.types import Attention, Job, Layer, Moe, Recompute, Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +85,10 @@ def _attention_gemms(att: Attention, t: float, tp: int, dev: Device) -> float:
     return gemm_time(t, (q_dim + kv_dim) / tp, h, dev) + gemm_time(t, h, o_in / tp, dev)
 
 
-def _mlp_gemms(mlp: Mlp, t: float, tp: int, dev: Device) -> float:
-    up = (2 if mlp.gated else 1) * mlp.ffn / tp
-    return gemm_time(t, up, mlp.hidden, dev) + gemm_time(t, mlp.hidden, mlp.ffn / tp, dev)
+def _mlp_gemms(hidden: int, ffn: int, gated: bool, t: float, tp: int, dev: Device) -> float:
+    """Column-parallel up (and gate) projection, row-parallel down projection."""
+    up = (2 if gated else 1) * ffn / tp
+    return gemm_time(t, up, hidden, dev) + gemm_time(t, hidden, ffn / tp, dev)
 
 
 def _moe_gemms(moe: Moe, t: float, s: Strategy, job: Job, dev: Device) -> float:
@@ -99,9 +100,7 @@ def _moe_gemms(moe: Moe, t: float, s: Strategy, job: Job, dev: Device) -> float:
     up = (2 if moe.gated else 1) * moe.expert_ffn / s.etp
     expert = local_experts * (gemm_time(per_expert, up, moe.hidden, dev, grouped=True)
                               + gemm_time(per_expert, moe.hidden, moe.expert_ffn / s.etp, dev, grouped=True))
-    shared = 0.0
-    if moe.shared_ffn:
-        shared = _mlp_gemms(Mlp(hidden=moe.hidden, ffn=moe.shared_ffn, gated=moe.gated, params=1), t, s.tp, dev)
+    shared = _mlp_gemms(moe.hidden, moe.shared_ffn, moe.gated, t, s.tp, dev) if moe.shared_ffn else 0.0
     router = gemm_time(t, moe.experts, moe.hidden, dev)
     return expert + shared + router
 
@@ -137,7 +136,11 @@ def layer_compute(layer: Layer, s: Strategy, job: Job, dev: Device, recompute: R
     t = s.mbs * seq / s.cp  # tokens this device holds per micro-batch
     att = layer.attention
     gemm = _attention_gemms(att, t, s.tp, dev)
-    gemm += _moe_gemms(layer.ffn, t, s, job, dev) if isinstance(layer.ffn, Moe) else _mlp_gemms(layer.ffn, t, s.tp, dev)
+    ffn = layer.ffn
+    if isinstance(ffn, Moe):
+        gemm += _moe_gemms(ffn, t, s, job, dev)
+    else:
+        gemm += _mlp_gemms(ffn.hidden, ffn.ffn, ffn.gated, t, s.tp, dev)
     # CP: each rank's queries meet all s keys, so the per-rank core is tokens_local x full kv
     attn = _attention_fwd_time(att, t, seq, s.tp, job, dev)
     elem = _elementwise_bytes(layer, t, s, job) / (dev.hbm_bytes_per_s * dev.eff.hbm)

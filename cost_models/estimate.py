@@ -347,7 +347,7 @@ def _dp_terms(slowest: RankCost, ctx: _Ctx) -> dict[str, float]:
         # FSDP: gather weights for forward and again for backward, reduce-scatter grads, every micro-batch
         per_mb = 2 * both(Collective.ALL_GATHER, PARAM_BYTES) + both(Collective.REDUCE_SCATTER, g)
         hidden = slowest.compute_s + slowest.recompute_s if s.overlap_param_gather else 0.0
-        exposed = ctx.microbatches * max(per_mb / max(1, len_layers(ctx)), per_mb - hidden)
+        exposed = ctx.microbatches * max(per_mb / _layers_per_rank(ctx), per_mb - hidden)
         return {"dp_comm": exposed, "param_gather": 0.0}
     if s.zero >= 1:
         reduce = both(Collective.REDUCE_SCATTER, g)
@@ -373,7 +373,7 @@ def _priority_nic_time(rank: RankCost, ctx: _Ctx) -> float:
     return busy
 
 
-def len_layers(ctx: _Ctx) -> int:
+def _layers_per_rank(ctx: _Ctx) -> int:
     return max(1, ctx.module.num_layers // ctx.s.pp)
 
 
