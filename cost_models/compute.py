@@ -95,7 +95,7 @@ def _moe_gemms(moe: Moe, t: float, s: Strategy, job: Job, dev: Device) -> float:
     """Routed experts: each device runs tokens·top_k expert rows spread over its local experts,
     the busiest device `moe_imbalance` times the mean (grouped GEMM)."""
     local_experts = max(1, moe.experts // s.ep)
-    rows = expert_rows(moe, t, s) * job.moe_imbalance
+    rows = expert_rows(moe, t, s) * routed_load(job)
     per_expert = rows / local_experts
     up = (2 if moe.gated else 1) * moe.expert_ffn / s.etp
     expert = local_experts * (gemm_time(per_expert, up, moe.hidden, dev, grouped=True)
@@ -103,6 +103,12 @@ def _moe_gemms(moe: Moe, t: float, s: Strategy, job: Job, dev: Device) -> float:
     shared = _mlp_gemms(moe.hidden, moe.shared_ffn, moe.gated, t, s.tp, dev) if moe.shared_ffn else 0.0
     router = gemm_time(t, moe.experts, moe.hidden, dev)
     return expert + shared + router
+
+
+def routed_load(job: Job) -> float:
+    """The busiest expert's load over the mean: the routing imbalance, capped by the capacity
+    factor when tokens beyond capacity are dropped (Fedus et al. 2021, Switch Transformer §2.1)."""
+    return min(job.moe_imbalance, job.capacity_factor) if job.capacity_factor else job.moe_imbalance
 
 
 def expert_rows(moe: Moe, t: float, s: Strategy) -> float:

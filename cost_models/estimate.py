@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from autoplan.cost_models.calibration import efficiency
 from autoplan.cost_models.check import check_plan, microbatches
 from autoplan.cost_models.collectives import Collective, collective_time, hierarchical_all_to_all_time
-from autoplan.cost_models.compute import Device, gemm_time, layer_compute, model_flops_per_token
+from autoplan.cost_models.compute import Device, gemm_time, layer_compute, model_flops_per_token, routed_load
 from autoplan.cost_models.fabric import GroupSpan, plan_groups
 from autoplan.cost_models.memory import (
     PARAM_BYTES,
@@ -174,11 +174,14 @@ def _ep_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, layer_s: float) -> f
     s, ffn = ctx.s, layer.ffn
     if not isinstance(ffn, Moe) or s.ep * s.etp <= 1:
         return 0.0
-    tokens = s.mbs * ctx.job.seq_len / s.cp / s.tp * ctx.job.moe_imbalance
+    tokens = s.mbs * ctx.job.seq_len / s.cp / s.tp * routed_load(ctx.job)
     token_bytes = ffn.hidden * PARAM_BYTES
     span = ctx.groups["ep"]
     if s.dispatch is Dispatch.HIERARCHICAL:
         one = hierarchical_all_to_all_time(token_bytes, tokens, ffn.top_k, span, ctx.dev.eff, ffn.route_groups)
+    elif s.dispatch is Dispatch.ALL_GATHER:
+        # every rank gathers all tokens of the EP group, combine reduce-scatters them back
+        one = collective_time(Collective.ALL_GATHER, tokens * span.size * token_bytes, span, ctx.dev.eff)
     else:
         one = collective_time(Collective.ALL_TO_ALL, tokens * ffn.top_k * token_bytes, span, ctx.dev.eff)
     total = (4 + (2 if recompute is Recompute.FULL else 0)) * one

@@ -87,3 +87,24 @@ def test_naive_placement_puts_tp_across_nodes_and_costs_more():
 def test_deepseek_routing_limit_is_read_from_the_config():
     moe = next(layer.ffn for layer in load_model("deepseek-v3").modules[0].layers if layer.is_moe)
     assert moe.route_groups == 4
+
+
+def test_capacity_factor_caps_the_busiest_expert():
+    model, cluster = _moe_model(), fake_cluster(64)
+    plan = Plan.single(Strategy(dp=64, ep=16, zero=1))
+    skewed = estimate(model, cluster, Job(global_batch=64, seq_len=2048, moe_imbalance=1.5), plan)
+    capped = estimate(model, cluster, Job(global_batch=64, seq_len=2048, moe_imbalance=1.5, capacity_factor=1.25),
+                      plan)
+    balanced = estimate(model, cluster, Job(global_batch=64, seq_len=2048), plan)
+    assert balanced.step_time_s < capped.step_time_s < skewed.step_time_s
+
+
+def test_all_gather_dispatch_moves_the_whole_group_tokens():
+    model, cluster, job = _moe_model(), fake_cluster(64), Job(global_batch=64, seq_len=2048)
+    a2a = estimate(model, cluster, job, Plan.single(Strategy(dp=64, ep=16, zero=1)))
+    ag = estimate(model, cluster, job, Plan.single(Strategy(dp=64, ep=16, zero=1, dispatch=Dispatch.ALL_GATHER)))
+    # NIC-bound across the two 8-rank domains: all-to-all sends top_k=2 copies, half of them off the
+    # node (1 token-volume per NIC); the all-gather ring moves 15/16 of 16 ranks' tokens over 8 NICs
+    # (1.875 token-volumes per NIC)
+    ratio = ag.time_breakdown["ep_comm"] / a2a.time_breakdown["ep_comm"]
+    assert ratio == pytest.approx(1.875, rel=0.1)

@@ -21,6 +21,10 @@ ClusterOpt = Annotated[
 DevicesOpt = Annotated[int | None, typer.Option("--devices", "-n", help="Device count (default: the preset's).")]
 SeqLenOpt = Annotated[int | None, typer.Option("--seq-len", help="Sequence length in tokens.")]
 GlobalBatchOpt = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Training compute dtype: bf16, fp16 or fp8.")]
+MoeImbalanceOpt = Annotated[
+    float, typer.Option("--moe-imbalance", help="Busiest expert's load over the mean (1.0 = balanced routing).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 

@@ -10,9 +10,11 @@ import typer
 from autoplan.cli.common import (
     ClusterOpt,
     DevicesOpt,
+    DtypeOpt,
     GlobalBatchOpt,
     JsonOpt,
     ModelOpt,
+    MoeImbalanceOpt,
     PlacementMode,
     PlacementOpt,
     SeqLenOpt,
@@ -35,6 +37,8 @@ def estimate_command(
     seq_len: SeqLenOpt = None,
     global_batch: GlobalBatchOpt = None,
     placement: PlacementOpt = PlacementMode.TOPOLOGY,
+    dtype: DtypeOpt = "bf16",
+    moe_imbalance: MoeImbalanceOpt = 1.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Predict step time, memory, MFU and the breakdown of one plan."""
@@ -46,7 +50,7 @@ def estimate_command(
     if placement is PlacementMode.NAIVE:
         p = dataclasses.replace(p, placement=Placement(naive=True))
     c = api.load_cluster(cluster, devices if devices is not None else p.devices)
-    job = api.make_job(c, seq_len, global_batch)
+    job = api.make_job(c, seq_len, global_batch, dtype=dtype, moe_imbalance=moe_imbalance)
     est = api.estimate(m, c, p, job)
     if json_out:
         echo_json({**estimate_to_dict(est), "model": m.name, "cluster": c.name, "global_batch": job.global_batch,

@@ -11,9 +11,11 @@ import typer
 from autoplan.cli.common import (
     ClusterOpt,
     DevicesOpt,
+    DtypeOpt,
     GlobalBatchOpt,
     JsonOpt,
     ModelOpt,
+    MoeImbalanceOpt,
     PlacementMode,
     PlacementOpt,
     SeqLenOpt,
@@ -50,6 +52,8 @@ def plan_command(
     top: Annotated[int, typer.Option("--top", min=1, help="Show this many ranked plans.")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan record (JSON) here.")] = None,
     placement: PlacementOpt = PlacementMode.TOPOLOGY,
+    dtype: DtypeOpt = "bf16",
+    moe_imbalance: MoeImbalanceOpt = 1.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Find the fastest plan that fits, explain it, and optionally save it for explain/diff/export."""
@@ -58,7 +62,7 @@ def plan_command(
     from autoplan.report.tables import estimate_table, estimate_to_dict, plan_lines
 
     c = api.load_cluster(cluster, devices)
-    job = api.make_job(c, seq_len, global_batch)
+    job = api.make_job(c, seq_len, global_batch, dtype=dtype, moe_imbalance=moe_imbalance)
     result = api.plan(model, c, job, fix=fix, progress=_Progress(not json_out),
                       naive_placement=placement is PlacementMode.NAIVE)
     best = result.best
