@@ -16,9 +16,21 @@ from autoplan.cost_models.check import check_strategy
 from autoplan.cost_models.estimate import chunk_layers, estimate, stage_table
 from autoplan.errors import AutoplanError, InfeasiblePlanError
 from autoplan.search.placement import placements
-from autoplan.search.space import Mesh, knob_tuples, meshes, strategy_of
+from autoplan.search.space import Knobs, Mesh, knob_tuples, meshes, strategy_of
 from autoplan.search.stages import SolverConfig, StageProblem, solve_stages
-from autoplan.types import Cluster, Estimate, Job, ModelGraph, Module, Placement, Plan, Recompute, Strategy
+from autoplan.types import (
+    Cluster,
+    Dispatch,
+    Estimate,
+    Job,
+    ModelGraph,
+    Module,
+    Offload,
+    Placement,
+    Plan,
+    Recompute,
+    Strategy,
+)
 
 RECOMPUTE_ORDER = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
 
@@ -80,8 +92,21 @@ def _best_fitting(scored: list[Scored | None]) -> Scored | None:
     return min(fits, key=lambda x: x.key) if fits else None
 
 
+def _leanest(mesh: Mesh, fixed: dict[str, object]) -> Strategy:
+    """The mesh's least memory-hungry knobs: if this does not fit, nothing on the mesh does
+    (more ZeRO, more recompute, offload, smaller micro-batches and no interleaving only shrink memory)."""
+    ep_mode = (Dispatch(fixed.get("dispatch", Dispatch.HIERARCHICAL)), bool(fixed.get("ep_overlap", False)))
+    memory_mode = (Recompute(fixed.get("recompute", Recompute.FULL)), Offload(fixed.get("offload", Offload.OPTIMIZER)))
+    knobs: Knobs = (int(fixed.get("vpp", 1)), int(fixed.get("mbs", 1)), int(fixed.get("zero", 3)), ep_mode, memory_mode)
+    return strategy_of(mesh, knobs, fixed)
+
+
 def _screen(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object], score: _Scorer) -> Scored | None:
-    """A mesh's promise: its best plan over a few memory modes at the finest micro-batch."""
+    """A mesh's promise: its best plan over a few memory modes at the finest micro-batch, after a
+    memory lower bound (the leanest knobs, scored by the estimator) rules hopeless meshes out."""
+    lean = score(_leanest(mesh, fixed))
+    if lean is None or not lean.estimate.fits:
+        return None
     best, settled = None, set()
     for knobs in knob_tuples(mesh, module, job, fixed):
         vpp, mbs, zero = knobs[:3]
