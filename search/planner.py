@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from autoplan.cost_models.check import check_strategy
-from autoplan.cost_models.estimate import chunk_layers, estimate, stage_table
+from autoplan.cost_models.estimate import estimate, stage_table
+from autoplan.cost_models.layout import chunk_layers
 from autoplan.errors import AutoplanError, InfeasiblePlanError
 from autoplan.search.placement import placements
 from autoplan.search.space import Knobs, Mesh, knob_tuples, meshes, strategy_of

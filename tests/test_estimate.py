@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from conftest import fake_cluster, tiny_gpt
 
-from autoplan.cost_models.estimate import chunk_layers, estimate
+from autoplan.cost_models.estimate import estimate
+from autoplan.cost_models.layout import chunk_layers
 from autoplan.errors import ConfigError
 from autoplan.frontends import model_from_hf_config
 from autoplan.plan_io import parse_plan
