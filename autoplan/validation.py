@@ -45,11 +45,17 @@ STACKS = {
     "fsdp": Stack(zero=3, sp_with_tp=False, tp_comm_overlap=False, fp32_grads=True),
     "xla": Stack(zero=3, sp_with_tp=False, tp_comm_overlap=False, fp32_grads=True, recompute=Recompute.FULL),
 }
-_STACK_PATTERNS = (
+_FRAMEWORK_STACKS = (  # the record's own `framework` field decides first
     ("maxtext|paxml", "xla"),
-    ("dgxc-benchmarking|megatron-bridge|megatron-swift|megatron-lm'|framework': 'megatron-lm", "megatron-core"),
-    ("automodel|llm-foundry|mosaicml|deepspeed|fsdp|opt:", "fsdp"),
-    ("narayanan|korthikanti|bigscience|megatron", "megatron-lm"),
+    ("megatron-deepspeed", "megatron-lm"),
+    ("deepspeed", "fsdp"),
+    ("megatron", "megatron-core"),
+)
+_SOURCE_STACKS = (  # else the publication
+    ("maxtext|paxml", "xla"),
+    ("dgxc-benchmarking|megatron-bridge|nemo", "megatron-core"),
+    ("automodel|llm-foundry|mosaicml|deepspeed|opt:", "fsdp"),
+    ("narayanan|korthikanti|bigscience", "megatron-lm"),
 )
 FLASH_ATTENTION_YEAR = 2023  # fused attention kernels entered the training stacks in 2023
 
@@ -84,10 +90,12 @@ def _year(rec: dict[str, Any]) -> int:
 
 
 def _stack(rec: dict[str, Any]) -> Stack:
-    text = (rec["source"] + " " + str(rec["plan"].get("framework", ""))).lower()
-    for pattern, name in _STACK_PATTERNS:
-        if re.search(pattern, text):
-            return STACKS[name]
+    framework = str(rec["plan"].get("framework", "")).lower()
+    source = rec["source"].lower()
+    for text, table in ((framework, _FRAMEWORK_STACKS), (source, _SOURCE_STACKS)):
+        for pattern, name in table:
+            if text and re.search(pattern, text):
+                return STACKS[name]
     return STACKS["megatron-core"]
 
 
