@@ -16,6 +16,8 @@ DEFAULT_TOKENS_PER_DEVICE_STEP = 16 * 4096  # default global batch: 16 sequences
 def load_model(model: str | ModelGraph) -> ModelGraph:
     if isinstance(model, ModelGraph):
         return model
+    if not model.strip():
+        raise ConfigError("--model is empty; pass a preset name (autoplan catalog models) or a config.json path")
     from autoplan.frontends import load_model as _load
 
     return _load(model)
@@ -26,16 +28,31 @@ def load_cluster(cluster: str | Cluster, devices: int | None = None) -> Cluster:
         if devices not in (None, cluster.devices):
             raise ConfigError(f"devices={devices} conflicts with the cluster object's {cluster.devices}")
         return cluster
+    if not cluster.strip():
+        raise ConfigError("--cluster is empty; pass an accelerator (autoplan catalog accelerators) or a cluster file")
     from autoplan.cost_models.catalog import load_cluster as _load
 
     return _load(cluster, devices)
 
 
+def is_accelerator(cluster: str | Cluster) -> bool:
+    """Whether a CLUSTER argument names a bare accelerator (which takes its device count from the plan)."""
+    if isinstance(cluster, Cluster):
+        return False
+    from autoplan.cost_models.catalog import accelerator
+
+    try:
+        accelerator(cluster)
+    except ConfigError:
+        return False
+    return True
+
+
 def make_job(cluster: Cluster, seq_len: int | None = None, global_batch: int | None = None, **kw: object) -> Job:
     """A job with defaults a user can rely on: 4k sequences, ~64k tokens per device per step."""
-    seq = seq_len or DEFAULT_SEQ_LEN
+    seq = DEFAULT_SEQ_LEN if seq_len is None else seq_len
     if global_batch is None:
-        global_batch = max(1, cluster.devices * DEFAULT_TOKENS_PER_DEVICE_STEP // seq)
+        global_batch = max(1, cluster.devices * DEFAULT_TOKENS_PER_DEVICE_STEP // max(seq, 1))
     return Job(global_batch=global_batch, seq_len=seq, **kw)  # type: ignore[arg-type]
 
 
@@ -68,7 +85,7 @@ def estimate(
 
 def _plan_devices(cluster: str | Cluster, plan: Plan) -> int | None:
     """A named accelerator without --devices takes the plan's device count."""
-    return None if isinstance(cluster, Cluster) else plan.devices
+    return plan.devices if is_accelerator(cluster) else None
 
 
 def plan(

@@ -58,6 +58,8 @@ def parse_plan_keys(text: str) -> dict[str, object]:
         key = key.strip().lower()
         if not sep:
             raise ConfigError(f"plan item {item!r} is not key=value; write e.g. 'tp=8,pp=2,dp=4'")
+        if key in out:
+            raise ConfigError(f"plan key {key!r} is given twice in {text!r}; give each key once")
         if key not in _STRING_KEYS:
             raise ConfigError(f"unknown plan key {key!r}; known keys: {', '.join(sorted(_STRING_KEYS))}")
         out[key] = _parse_value(key, raw)
@@ -110,6 +112,16 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
+    """A plan from its JSON form; any malformed field is one ConfigError naming it."""
+    try:
+        return _plan_from_dict(d)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise ConfigError(f"malformed plan JSON ({type(e).__name__}: {e}); write it with 'autoplan plan -o'") from None
+
+
+def _plan_from_dict(d: dict[str, Any]) -> Plan:
     d = dict(d)
     version = d.pop("schema_version", PLAN_SCHEMA_VERSION)
     if version != PLAN_SCHEMA_VERSION:
@@ -139,8 +151,8 @@ def plan_from_json(text: str) -> Plan:
 def read_plan_file(path: Path) -> tuple[Plan, dict[str, Any]]:
     """A plan file is either a bare plan or a record {"plan": ..., "model": ..., ...}."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read plan file {path}: {e}; pass a JSON written by 'autoplan plan -o'") from None
     if not isinstance(data, dict):
         raise ConfigError(f"plan file {path} must hold a JSON object")
@@ -199,8 +211,18 @@ class PlanRecord:
         missing = {"model", "cluster", "devices", "job", "plan"} - set(d)
         if missing:
             raise ConfigError(f"plan record lacks {sorted(missing)}; write it with 'autoplan plan -o FILE'")
-        return cls(model=d["model"], cluster=d["cluster"], devices=int(d["devices"]),
-                   job=job_from_dict(d["job"]), plan=plan_from_dict(d["plan"]), estimate=d.get("estimate"))
+        version = d.get("schema_version", PLAN_SCHEMA_VERSION)
+        if version != PLAN_SCHEMA_VERSION:
+            raise ConfigError(f"plan record schema_version={version} is not supported; this autoplan reads "
+                              f"{PLAN_SCHEMA_VERSION}")
+        try:
+            estimate = d.get("estimate")
+            return cls(model=str(d["model"]), cluster=str(d["cluster"]), devices=int(d["devices"]),
+                       job=job_from_dict(d["job"]), plan=plan_from_dict(d["plan"]),
+                       estimate=estimate if isinstance(estimate, dict) else None)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ConfigError(f"malformed plan record ({type(e).__name__}: {e}); "
+                              "write it with 'autoplan plan -o'") from None
 
 
 def read_record(path: Path) -> PlanRecord:

@@ -346,8 +346,9 @@ class Job:
         _require(self.global_batch >= 1, f"global_batch={self.global_batch} must be >= 1")
         _require(self.seq_len >= 1, f"seq_len={self.seq_len} must be >= 1")
         _require(self.dtype in ("bf16", "fp16", "fp8"), f"dtype={self.dtype!r} must be bf16, fp16 or fp8")
-        _require(self.moe_imbalance >= 1.0, f"moe_imbalance={self.moe_imbalance} must be >= 1.0")
-        _require(self.capacity_factor == 0 or self.capacity_factor >= 1.0,
+        _require(math.isfinite(self.moe_imbalance) and self.moe_imbalance >= 1.0,
+                 f"moe_imbalance={self.moe_imbalance} must be a finite number >= 1.0")
+        _require(self.capacity_factor == 0 or (math.isfinite(self.capacity_factor) and self.capacity_factor >= 1.0),
                  f"capacity_factor={self.capacity_factor} must be 0 (dropless) or >= 1.0")
 
     @property

@@ -9,12 +9,15 @@ from autoplan.types import Layer, Module, Strategy
 
 
 def chunk_layers(num_layers: int, s: Strategy) -> tuple[int, ...]:
-    """Layers per model chunk (pp·vpp of them): the plan's split, else as even as possible."""
+    """Layers per model chunk (pp·vpp of them): the plan's split, else as even as possible with the
+    spare layers on the middle chunks, so the first and last (which also hold the embedding and the
+    head) get fewer — a split Megatron expresses with --decoder-first/last-pipeline-num-layers."""
     if s.stage_layers:
         return s.stage_layers
     chunks = s.pp * s.vpp
     base, extra = divmod(num_layers, chunks)
-    return tuple(base + (1 if c < extra else 0) for c in range(chunks))
+    first = 1 if extra and chunks - extra >= 2 else 0
+    return tuple(base + (1 if first <= c < first + extra else 0) for c in range(chunks))
 
 
 @dataclass(frozen=True, slots=True)

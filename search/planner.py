@@ -8,6 +8,7 @@ break on `_tie_key` (fewer, smaller model-parallel degrees first).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from autoplan.cost_models.check import check_strategy
 from autoplan.cost_models.estimate import estimate, stage_table
 from autoplan.cost_models.layout import chunk_layers
-from autoplan.errors import AutoplanError, InfeasiblePlanError
+from autoplan.errors import AutoplanError, ConfigError, InfeasiblePlanError
 from autoplan.search.placement import placements
 from autoplan.search.space import Knobs, Mesh, knob_tuples, meshes, strategy_of
 from autoplan.search.stages import SolverConfig, StageProblem, solve_stages
@@ -26,6 +27,7 @@ from autoplan.types import (
     Job,
     ModelGraph,
     Module,
+    Moe,
     Offload,
     Placement,
     Plan,
@@ -44,7 +46,7 @@ class SearchConfig:
     refine_top: int = 3  # plans whose stages CP-SAT re-splits and whose placement is re-chosen
     keep: int = 10  # ranked alternatives kept
     # stage re-split budget per plan; interleaved (vpp > 1) pipelines keep Megatron's even chunks
-    solver: SolverConfig = field(default_factory=lambda: SolverConfig(deterministic_time_limit=1.0, time_limit_s=4.0))
+    solver: SolverConfig = field(default_factory=lambda: SolverConfig(deterministic_time_limit=0.5, time_limit_s=2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,7 @@ def search(model: ModelGraph, cluster: Cluster, job: Job, fixed: dict[str, objec
                                   "per-module planning is not supported yet: plan each module separately")
     started, fixed = time.perf_counter(), dict(fixed or {})
     module, score = model.modules[0], _Scorer(model, cluster, job, naive_placement)
+    check_fixed(module, cluster, job, fixed)
     screened = [x for mesh in meshes(module, cluster, job, fixed)
                 if (x := _screen(mesh, module, job, fixed, score)) is not None]
     _say(progress, f"screened {len(screened)} meshes with {score.count} estimates")
@@ -147,7 +150,8 @@ def search(model: ModelGraph, cluster: Cluster, job: Job, fixed: dict[str, objec
         pool.extend(_sweep(Mesh(s.tp, s.cp, s.pp, s.dp, s.ep, s.etp), module, job, fixed, score))
     _say(progress, f"swept knobs of {min(len(screened), config.screen_top_meshes)} meshes: {score.count} estimates")
     pool = _dedupe(sorted(pool, key=lambda x: x.key))
-    refined = [r for x in pool[: config.refine_top] for r in _refine(x, module, cluster, job, score, config)]
+    refined = [r for i, x in enumerate(pool[: config.refine_top])
+               for r in _refine(x, module, cluster, job, score, config, split=i == 0)]
     ranked = _dedupe(sorted(pool + refined, key=lambda x: x.key))[: config.keep]
     return PlanResult(ranked[0], tuple(ranked), score.count, time.perf_counter() - started)
 
@@ -176,11 +180,11 @@ def _dedupe(items: list[Scored]) -> list[Scored]:
 
 
 def _refine(x: Scored, module: Module, cluster: Cluster, job: Job, score: _Scorer,
-            config: SearchConfig) -> list[Scored]:
-    """CP-SAT stage split with per-stage recompute, then each placement of the mesh axes."""
+            config: SearchConfig, split: bool) -> list[Scored]:
+    """CP-SAT stage split with per-stage recompute (for the leading plan), then each placement."""
     out = [x]
     s = x.plan.main
-    if s.pp > 1 and s.vpp == 1:
+    if split and s.pp > 1 and s.vpp == 1:
         split = _stage_split(s, x.plan, module, cluster, job, config)
         if split is not None and (cand := score(split)) is not None and cand.estimate.fits:
             out.append(cand)
@@ -211,6 +215,33 @@ def _stage_split(s: Strategy, plan: Plan, module: Module, cluster: Cluster, job:
     return replace(s, stage_layers=() if even else tuple(sol.chunk_layers),
                    recompute=sol.rank_recompute[0] if uniform else s.recompute,
                    stage_recompute=() if uniform else tuple(sol.rank_recompute))
+
+
+def check_fixed(module: Module, cluster: Cluster, job: Job, fixed: dict[str, object]) -> None:
+    """Fixed keys that no plan can honour are named before the search, not reported as 'nothing fits'."""
+    att, n = module.layers[0].attention, cluster.devices
+    degrees = {k: int(fixed[k]) for k in ("tp", "pp", "dp", "cp") if k in fixed}  # type: ignore[call-overload]
+    tp = degrees.get("tp", 1)
+    if att.heads % tp or (att.kv_heads % tp and tp % att.kv_heads):
+        raise ConfigError(f"fixed tp={tp} must divide num_heads={att.heads} and num_kv_heads={att.kv_heads}")
+    product = math.prod(degrees.values())
+    if n % product:
+        named = "*".join(f"{k}={v}" for k, v in degrees.items())
+        raise ConfigError(f"fixed {named}{f' = {product}' if len(degrees) > 1 else ''} does not divide the {n} "
+                          "devices; change --fix or --devices")
+    if degrees.get("pp", 1) > module.num_layers:
+        raise ConfigError(f"fixed pp={degrees['pp']} exceeds the {module.num_layers} layers")
+    if degrees.get("cp", 1) > 1 and job.seq_len % (2 * degrees["cp"]):
+        raise ConfigError(f"fixed cp={degrees['cp']} needs seq_len={job.seq_len} to be a multiple of 2*cp")
+    experts = {layer.ffn.experts for layer in module.layers if isinstance(layer.ffn, Moe)}
+    ep = int(fixed.get("ep", 1))  # type: ignore[call-overload]
+    if ep > 1 and (not experts or any(e % ep for e in experts)):
+        raise ConfigError(f"fixed ep={ep} needs an MoE model whose expert count it divides; "
+                          f"{module.name!r} has {sorted(experts) or 'no experts'}")
+    if fixed.get("sp") and tp == 1 and "tp" in fixed:
+        raise ConfigError("fixed sp=1 needs tp > 1; fix tp as well or drop sp")
+    if "mbs" in fixed and job.global_batch % int(fixed["mbs"]):  # type: ignore[call-overload]
+        raise ConfigError(f"fixed mbs={fixed['mbs']} must divide global_batch={job.global_batch}")
 
 
 def _nothing_fits(model: ModelGraph, cluster: Cluster, job: Job, fixed: dict[str, object]) -> str:

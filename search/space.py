@@ -12,6 +12,7 @@ from autoplan.types import Cluster, Dispatch, Job, Module, Moe, Offload, Recompu
 
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
 MAX_MBS = 32
+HELD_SWITCHES = ("tp_comm_overlap", "overlap_grad_reduce", "overlap_param_gather")  # searched never, held if fixed
 ZERO_CHOICES = (0, 1, 2, 3)
 RECOMPUTE_CHOICES = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
 
@@ -87,19 +88,25 @@ Knobs = tuple[int, int, int, tuple[Dispatch, bool], tuple[Recompute, Offload]]
 
 def knob_tuples(mesh: Mesh, module: Module, job: Job, fixed: dict[str, object]) -> Iterator[Knobs]:
     per_replica = job.global_batch // mesh.dp
-    vpps = [v for v in VPP_CHOICES if v == 1 or (mesh.pp > 1 and mesh.pp * v <= module.num_layers)]
-    mbss = [b for b in range(1, min(MAX_MBS, per_replica) + 1) if per_replica % b == 0]
+    # interleaving needs equal chunks (Megatron) and micro-batches in groups of pp
+    layers, m = module.num_layers, per_replica
+    vpps = [v for v in VPP_CHOICES if v == 1 or (mesh.pp > 1 and layers % (mesh.pp * v) == 0)]
+    mbss = [b for b in range(1, min(MAX_MBS, m) + 1) if m % b == 0]
     zeros = list(ZERO_CHOICES) if mesh.dp * mesh.cp > 1 else [0]
-    yield from itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
-                                 _pick(fixed, "zero", zeros), _ep_modes(mesh, fixed), _recomputes(fixed))
+    for knobs in itertools.product(_pick(fixed, "vpp", vpps), _pick(fixed, "mbs", mbss),
+                                   _pick(fixed, "zero", zeros), _ep_modes(mesh, fixed), _recomputes(fixed)):
+        vpp, mbs = knobs[0], knobs[1]
+        if vpp == 1 or (m // mbs) % mesh.pp == 0:  # interleaving runs micro-batches in groups of pp
+            yield knobs
 
 
 def strategy_of(mesh: Mesh, knobs: Knobs, fixed: dict[str, object]) -> Strategy:
     vpp, mbs, zero, (dispatch, ep_overlap), (recompute, offload) = knobs
+    held = {k: bool(fixed[k]) for k in HELD_SWITCHES if k in fixed}
     return Strategy(tp=mesh.tp, pp=mesh.pp, dp=mesh.dp, cp=mesh.cp, ep=mesh.ep, etp=mesh.etp, vpp=vpp, mbs=mbs,
-                    sp=bool(fixed.get("sp", mesh.tp > 1)) and mesh.tp > 1, zero=zero, recompute=recompute,
-                    offload=offload,
-                    tp_comm_overlap=mesh.tp > 1, dispatch=dispatch, ep_overlap=ep_overlap)
+                    sp=bool(fixed.get("sp", mesh.tp > 1)), zero=zero, recompute=recompute, offload=offload,
+                    dispatch=dispatch, ep_overlap=ep_overlap,
+                    **{"tp_comm_overlap": mesh.tp > 1, **held})
 
 
 def _ep_modes(mesh: Mesh, fixed: dict[str, object]) -> list[tuple[Dispatch, bool]]:

@@ -124,8 +124,11 @@ def test_tp_comm_exposed_only_with_tp():
     assert est("tp=8").time_breakdown["tp_comm"] > 0.0
 
 
-@pytest.mark.parametrize("layers, chunks, expected", [(16, 4, (4, 4, 4, 4)), (10, 4, (3, 3, 2, 2)),
-                                                      (7, 7, (1,) * 7)], ids=["even", "uneven", "one-each"])
+# spare layers go to the middle chunks: the first and last also hold the embedding and the head
+@pytest.mark.parametrize("layers, chunks, expected", [(16, 4, (4, 4, 4, 4)), (10, 4, (2, 3, 3, 2)),
+                                                      (126, 8, (15, 16, 16, 16, 16, 16, 16, 15)),
+                                                      (7, 7, (1,) * 7)], ids=["even", "uneven", "llama405b-pp8",
+                                                                              "one-each"])
 def test_even_chunk_split(layers, chunks, expected):
     assert chunk_layers(layers, parse_plan(f"pp={chunks}").main) == expected
 

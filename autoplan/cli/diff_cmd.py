@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 
 from autoplan.cli.common import echo_json, user_errors
+from autoplan.errors import ConfigError
 
 
 class Format(StrEnum):
@@ -34,6 +36,8 @@ def diff_command(
     from autoplan.plan_io import read_record
     from autoplan.report.diff import diff_markdown, plan_diff
 
+    if fail_above is not None and not math.isfinite(fail_above):
+        raise ConfigError(f"--fail-above {fail_above} must be a finite percentage, e.g. --fail-above 2")
     a, b = read_record(old), read_record(new)
     d = plan_diff(a, b, estimate_record(a), estimate_record(b))
     if fmt is Format.JSON:

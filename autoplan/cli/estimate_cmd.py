@@ -49,7 +49,8 @@ def estimate_command(
     p = api.load_plan(plan)
     if placement is PlacementMode.NAIVE:
         p = dataclasses.replace(p, placement=Placement(naive=True))
-    c = api.load_cluster(cluster, devices if devices is not None else p.devices)
+    # a bare accelerator takes the plan's device count; a cluster preset or file brings its own
+    c = api.load_cluster(cluster, devices if devices is not None or not api.is_accelerator(cluster) else p.devices)
     job = api.make_job(c, seq_len, global_batch, dtype=dtype, moe_imbalance=moe_imbalance)
     est = api.estimate(m, c, p, job)
     if json_out:

@@ -34,7 +34,8 @@ def explain_command(
                f"global batch {record.job.global_batch} x {record.job.seq_len}")
     typer.echo("\n".join(plan_lines(record.plan)))
     typer.echo(estimate_table(est))
-    if record.estimate and abs(record.estimate.get("step_time_s", 0) - est.step_time_s) > 1e-9:
+    recorded = (record.estimate or {}).get("step_time_s")
+    if isinstance(recorded, int | float) and abs(recorded - est.step_time_s) > 1e-9:
         typer.echo(f"note: the file recorded {record.estimate['step_time_s']:.3f} s; this autoplan estimates "
                    f"{est.step_time_s:.3f} s")
     if trace is not None:

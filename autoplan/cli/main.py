@@ -42,9 +42,24 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
+    """Run the CLI. Usage errors (a missing option, a bad choice) become one line on stderr, as
+    bad input does everywhere in autoplan (DESIGN.md contract); bare `autoplan` prints the help."""
     app = build_app()
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)
     except AutoplanError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except Exception as e:  # the CLI parser's own errors (click's ClickException API), duck-typed
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+            if type(e).__name__ == "Abort":
+                typer.echo("error: aborted", err=True)
+                sys.exit(130)
+            raise
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"error: {e.format_message()}{where}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -89,17 +89,14 @@ def microbatches(ctx: ExportContext) -> int:
 
 
 def virtual_stage_layers(module: Module, s: Strategy) -> tuple[int, ...]:
-    """Layers per virtual stage (pp*vpp entries, model order), even split when the plan gives none."""
-    if s.stage_layers:
-        if sum(s.stage_layers) != module.num_layers:
-            raise ConfigError(f"stage_layers sum to {sum(s.stage_layers)} but {module.name} has "
-                              f"{module.num_layers} layers; re-plan")
-        return s.stage_layers
-    stages = s.pp * s.vpp
-    if module.num_layers % stages:
-        raise ConfigError(f"num_layers={module.num_layers} is not divisible by pp*vpp={stages} and the plan "
-                          "gives no stage_layers; choose pp/vpp that divide the layer count")
-    return (module.num_layers // stages,) * stages
+    """Layers per virtual stage (pp*vpp entries, model order): exactly the split the estimator
+    scored (`cost_models.layout.chunk_layers`), so an export runs the plan that was predicted."""
+    from autoplan.cost_models.layout import chunk_layers
+
+    if s.stage_layers and sum(s.stage_layers) != module.num_layers:
+        raise ConfigError(f"stage_layers sum to {sum(s.stage_layers)} but {module.name} has "
+                          f"{module.num_layers} layers; re-plan")
+    return chunk_layers(module.num_layers, s)
 
 
 def is_even(stage_layers: tuple[int, ...]) -> bool:

@@ -107,7 +107,7 @@ def _stacks(module: Module, s: Strategy) -> dict[str, list]:
     kinds = {type(layer.ffn) for layer in module.layers}
     if len(kinds) == 1:
         if not is_even(virtual_stage_layers(module, s)):
-            raise refuse(ENGINE, f"stage_layers={','.join(map(str, s.stage_layers))}", "stacked stage "
+            raise refuse(ENGINE, f"stage_layers={','.join(map(str, virtual_stage_layers(module, s)))}", "stacked stage "
                          "parameters hold the same number of layers per stage", "use an even split")
         return {"layers": list(module.layers)}
     if s.pp > 1:
