@@ -85,7 +85,8 @@ class Attention:
     params: int
 
     def __post_init__(self) -> None:
-        _require(self.heads > 0 and self.head_dim > 0, f"attention needs heads>0, head_dim>0, got {self}")
+        _require(self.heads > 0 and self.head_dim > 0,
+                 f"attention needs heads > 0 and head_dim > 0, got heads={self.heads}, head_dim={self.head_dim}")
         _require(
             self.kv_heads > 0 and self.heads % self.kv_heads == 0,
             f"kv_heads={self.kv_heads} must divide heads={self.heads}",
@@ -109,7 +110,8 @@ class Mlp:
     params: int
 
     def __post_init__(self) -> None:
-        _require(self.ffn > 0 and self.hidden > 0, f"mlp needs ffn>0, hidden>0, got {self}")
+        _require(self.ffn > 0 and self.hidden > 0,
+                 f"an MLP needs ffn > 0 and hidden > 0, got ffn={self.ffn}, hidden={self.hidden}; fix the config")
 
 
 @value
