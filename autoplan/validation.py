@@ -103,7 +103,7 @@ _ACCELERATORS = (
     ("a100", "40gb", "a100-sxm-40gb"), ("a100", "", "a100-sxm-80gb"), ("a800", "", "a800-sxm-80gb"),
     ("h100", "", "h100-sxm-80gb"), ("h800", "", "h800-sxm-80gb"), ("h200", "", "h200-sxm-141gb"),
     ("h20", "", "h20"), ("gb200", "", "gb200"), ("b200", "", "b200"), ("v5p", "", "tpu-v5p"),
-    ("v5e", "", "tpu-v5e"), ("v4", "", "tpu-v4"), ("mi300", "", "mi300x"), ("ascend", "", "ascend-910b"),
+    ("v5e", "", "tpu-v5e"), ("v5 lite", "", "tpu-v5e"), ("v5lite", "", "tpu-v5e"), ("v4", "", "tpu-v4"), ("mi300", "", "mi300x"), ("ascend", "", "ascend-910b"),
     ("kunlun", "", "kunlun-p800"),
 )
 
@@ -137,6 +137,12 @@ def _hf_config(m: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
     h, heads = m["hidden"], m.get("heads") or m["hidden"] // 128
     vocab, seq = m.get("vocab") or 51200, m.get("seq_len") or 2048
     ffn = m.get("ffn_hidden")
+    if m.get("experts") and m.get("top_k") and ffn:  # a Mixtral-style MoE block (ffn = per-expert width)
+        return {"model_type": "mixtral", "hidden_size": h, "intermediate_size": ffn,
+                "num_hidden_layers": m["layers"], "num_attention_heads": heads,
+                "num_key_value_heads": m.get("kv_heads") or heads, "num_local_experts": m["experts"],
+                "num_experts_per_tok": m["top_k"], "vocab_size": vocab, "tie_word_embeddings": False,
+                "max_position_embeddings": seq}
     if ffn and ffn != 4 * h:  # SwiGLU width: a Llama-style block
         return {"model_type": "llama", "hidden_size": h, "intermediate_size": ffn, "num_hidden_layers": m["layers"],
                 "num_attention_heads": heads, "num_key_value_heads": m.get("kv_heads") or heads,
@@ -282,7 +288,10 @@ def score(path: Path) -> tuple[list[Row], list[tuple[str, str]]]:
         try:
             case = build_case(rec)
         except (Skip, AutoplanError) as e:
-            skipped.append((rec["id"], str(e)))
+            skipped.append((rec.get("id", "?"), str(e)))
+            continue
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, StopIteration) as e:
+            skipped.append((rec.get("id", "?"), f"malformed record ({type(e).__name__}: {e})"))
             continue
         est = estimate(case.model, _cluster(case), case.job, case.plan)
         rows.append(Row(case, est.step_time_s, est.fits))
