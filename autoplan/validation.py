@@ -103,7 +103,8 @@ _ACCELERATORS = (
     ("a100", "40gb", "a100-sxm-40gb"), ("a100", "", "a100-sxm-80gb"), ("a800", "", "a800-sxm-80gb"),
     ("h100", "", "h100-sxm-80gb"), ("h800", "", "h800-sxm-80gb"), ("h200", "", "h200-sxm-141gb"),
     ("h20", "", "h20"), ("gb200", "", "gb200"), ("b200", "", "b200"), ("v5p", "", "tpu-v5p"),
-    ("v5e", "", "tpu-v5e"), ("v5 lite", "", "tpu-v5e"), ("v5lite", "", "tpu-v5e"), ("v4", "", "tpu-v4"), ("mi300", "", "mi300x"), ("ascend", "", "ascend-910b"),
+    ("v5e", "", "tpu-v5e"), ("v5 lite", "", "tpu-v5e"), ("v5lite", "", "tpu-v5e"),
+    ("v4", "", "tpu-v4"), ("mi300", "", "mi300x"), ("ascend", "", "ascend-910b"),
     ("kunlun", "", "kunlun-p800"),
 )
 
