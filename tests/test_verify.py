@@ -101,6 +101,7 @@ def test_xla_crosscheck_reports_ratios(runs: dict[str, dict]) -> None:
     assert x["xla_flops_per_device"] > 0 and x["xla_memory_bytes_per_device"] > 0
     # XLA counts the masked half of causal scores and elementwise work; same order of magnitude.
     assert 0.5 < x["flops_ratio"] < 4 and 0.2 < x["memory_ratio"] < 10
+    assert x["flops_ratio_per_useful_step"] == pytest.approx(x["flops_ratio"] / x["schedule_factor"])
 
 
 def test_cli_dropped_allreduce_exits_1_naming_the_tensor() -> None:
