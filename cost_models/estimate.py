@@ -79,17 +79,19 @@ class _Ctx:
 
 
 def _tp_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, fwd_gemm_s: float, bwd_gemm_s: float) -> float:
-    """Megatron TP: 2 all-reduces forward and 2 backward per layer (or all-gather + reduce-scatter
-    pairs of the same volume with SP; Korthikanti et al. 2022 §4.2.2). The backward input-grad
-    all-reduce overlaps the weight-grad GEMM; TE comm-overlap hides all but the first of tp chunks."""
+    """Megatron TP: one all-reduce forward and one backward per TP block — attention, and a dense
+    MLP (or all-gather + reduce-scatter pairs of the same volume with SP; Korthikanti et al. 2022
+    §4.2.2). An MoE block has none: its tokens go through the dispatcher (`_ep_comm`). The backward
+    input-grad all-reduce overlaps the weight-grad GEMM; TE comm-overlap hides all but 1/tp."""
     s = ctx.s
     if s.tp <= 1:
         return 0.0
     nbytes = s.mbs * ctx.job.seq_len / s.cp * layer.attention.hidden * PARAM_BYTES
     span = ctx.groups["tp"]
     one = collective_time(Collective.ALL_REDUCE, nbytes, span, ctx.dev.eff)
-    n_fwd = 2 + (2 if recompute is Recompute.FULL else 0)
-    fwd, bwd = n_fwd * one, 2 * one
+    blocks = 1 if isinstance(layer.ffn, Moe) else 2
+    n_fwd = blocks * (2 if recompute is Recompute.FULL else 1)
+    fwd, bwd = n_fwd * one, blocks * one
     if s.tp_comm_overlap:
         return max(fwd / s.tp, fwd - fwd_gemm_s) + max(bwd / s.tp, bwd - bwd_gemm_s)
     return fwd + bwd / 2
@@ -106,7 +108,7 @@ def _cp_comm(layer: Layer, ctx: _Ctx, attn_fwd_s: float) -> float:
     kv_bytes = t * att.kv_heads * (att.head_dim + att.value_dim) * PARAM_BYTES / min(s.tp, att.kv_heads)
     step = collective_time(Collective.P2P, kv_bytes, ctx.groups["cp"], ctx.dev.eff)
     fwd, bwd = (s.cp - 1) * step, 2 * (s.cp - 1) * step
-    attn_bwd = attn_fwd_s * 2
+    attn_bwd = attn_fwd_s * (ctx.dev.eff.attention_bwd_flops_ratio if ctx.job.flash_attention else 2.0)
     return max(0.0, fwd - attn_fwd_s) + max(0.0, bwd - attn_bwd)
 
 
@@ -119,7 +121,17 @@ def _ep_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, layer_s: float) -> f
         return 0.0
     tokens = s.mbs * ctx.job.seq_len / s.cp / s.tp * routed_load(ctx.job)
     token_bytes = ffn.hidden * PARAM_BYTES
-    span = ctx.groups["ep"]
+    passes = 4 + (2 if recompute is Recompute.FULL else 0)
+    # expert TP: routed tokens all-gathered to and reduce-scattered from the etp ranks of each expert
+    etp = passes * collective_time(Collective.ALL_GATHER, tokens * ffn.top_k * token_bytes * s.etp,
+                                   ctx.groups["etp"], ctx.dev.eff) if s.etp > 1 else 0.0
+    total = etp + passes * _dispatch_time(ffn, tokens, token_bytes, ctx) if s.ep > 1 else etp
+    return max(total / 4, total - layer_s) if s.ep_overlap else total
+
+
+def _dispatch_time(ffn: Moe, tokens: float, token_bytes: float, ctx: _Ctx) -> float:
+    """One dispatch (or combine) over the EP group, by the plan's dispatch method."""
+    s, span = ctx.s, ctx.groups["ep"]
     if s.dispatch is Dispatch.HIERARCHICAL:
         one = hierarchical_all_to_all_time(token_bytes, tokens, ffn.top_k, span, ctx.dev.eff, ffn.route_groups)
     elif s.dispatch is Dispatch.ALL_GATHER:
@@ -127,8 +139,7 @@ def _ep_comm(layer: Layer, ctx: _Ctx, recompute: Recompute, layer_s: float) -> f
         one = collective_time(Collective.ALL_GATHER, tokens * span.size * token_bytes, span, ctx.dev.eff)
     else:
         one = collective_time(Collective.ALL_TO_ALL, tokens * ffn.top_k * token_bytes, span, ctx.dev.eff)
-    total = (4 + (2 if recompute is Recompute.FULL else 0)) * one
-    return max(total / 4, total - layer_s) if s.ep_overlap else total
+    return one
 
 
 def _layer_params(layer: Layer, s: Strategy) -> tuple[float, float]:
@@ -274,14 +285,18 @@ def _p2p(ctx: _Ctx) -> float:
     s = ctx.s
     if s.pp <= 1 or (s.vpp > 1 and s.overlap_p2p):
         return 0.0
-    nbytes = s.mbs * ctx.job.seq_len / s.cp * ctx.module.hidden * PARAM_BYTES / (s.tp if s.sp else 1)
-    return 2 * collective_time(Collective.P2P, nbytes, ctx.groups["pp"], ctx.dev.eff)
+    # each TP rank sends 1/tp of the activation and the next stage all-gathers it over its scale-up
+    # links (Narayanan et al. 2021 §4.1 scatter/gather; with SP the tensor is already sharded)
+    nbytes = s.mbs * ctx.job.seq_len / s.cp * ctx.module.hidden * PARAM_BYTES / s.tp
+    return 2 * s.vpp * collective_time(Collective.P2P, nbytes, ctx.groups["pp"], ctx.dev.eff)
 
 
 def _dp_terms(slowest: RankCost, ctx: _Ctx) -> dict[str, float]:
-    """Gradient reduction and parameter gathers over data parallel, with what hides them."""
+    """Gradient reduction and parameter gathers over data parallel for one rank, with what hides
+    them (the step waits for the rank whose reduction ends last: see `_worst_dp_terms`)."""
     s, job, eff = ctx.s, ctx.job, ctx.dev.eff
     g = grad_bytes(job)
+    m = ctx.microbatches
     dense, expert = slowest.dense_params, slowest.expert_params
     dp_g, edp_g = ctx.groups["dpcp"], ctx.groups["edp"]
 
@@ -295,13 +310,15 @@ def _dp_terms(slowest: RankCost, ctx: _Ctx) -> dict[str, float]:
         hidden = slowest.compute_s + slowest.recompute_s if s.overlap_param_gather else 0.0
         exposed = ctx.microbatches * max(per_mb / _layers_per_rank(ctx), per_mb - hidden)
         return {"dp_comm": exposed, "param_gather": 0.0}
-    if s.zero >= 1:
-        reduce = both(Collective.REDUCE_SCATTER, g)
-        gather = both(Collective.ALL_GATHER, PARAM_BYTES)
-    else:
-        reduce, gather = both(Collective.ALL_REDUCE, g), 0.0
     window = max(0.0, slowest.bwd_s - _priority_nic_time(slowest, ctx))
-    reduce_exposed = max(0.0, reduce - window) if s.overlap_grad_reduce else reduce
+    gather = both(Collective.ALL_GATHER, PARAM_BYTES) if s.zero >= 1 else 0.0
+    if s.zero == 2:
+        # sharded gradients must be reduce-scattered every micro-batch (ZeRO-2, Rajbhandari 2020 §5.2)
+        reduce = both(Collective.REDUCE_SCATTER, g)
+        reduce_exposed = m * (max(0.0, reduce - window) if s.overlap_grad_reduce else reduce)
+    else:
+        reduce = both(Collective.REDUCE_SCATTER if s.zero == 1 else Collective.ALL_REDUCE, g)
+        reduce_exposed = max(0.0, reduce - window) if s.overlap_grad_reduce else reduce
     gather_exposed = max(0.0, gather - slowest.fwd_s) if s.overlap_param_gather else gather
     return {"dp_comm": reduce_exposed, "param_gather": gather_exposed}
 
@@ -350,7 +367,7 @@ def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, pla
     slowest = max(ranks, key=lambda r: r.time_s)
     pipe = pipeline_time([r.time_s for r in ranks], ctx.microbatches, s.vpp)
     m = ctx.microbatches
-    dp = _dp_terms(slowest, ctx)
+    dp = max((_dp_terms(r, ctx) for r in ranks), key=lambda t: t["dp_comm"] + t["param_gather"])
     optimizer = max(_optimizer_time(r, ctx) for r in ranks)
     time = {
         "compute": m * slowest.compute_s,
@@ -451,7 +468,9 @@ def stage_table(module: Module, cluster: Cluster, job: Job, s: Strategy, plan: P
         t = _layer_terms(k, kinds[k], Recompute.NONE, ctx)
         static.append(sum(model_state_bytes(t.dense_params, t.expert_params, s, job).values()))
     extra_t, extra_b = [], []
-    worst_full = max(_layer_terms(k, kinds[k], Recompute.NONE, ctx).act_bytes for k in set(index.kind_of))
+    # the recompute transient `estimate` adds (what a policy did not store), at its largest over the
+    # allowed policies, since one extra-bytes figure per rank must cover whichever the solver picks
+    worst_full = max(_layer_terms(k, kinds[k], p, ctx).full_act_bytes for k in set(index.kind_of) for p in policies)
     for rank in range(s.pp):
         head_s, _, head_dense, head_act = _ends(rank, ctx)
         extra_t.append(head_s + _p2p(ctx))

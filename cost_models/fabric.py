@@ -8,7 +8,9 @@ along an axis is `size` ranks spaced `stride` apart.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from autoplan.types import Cluster, FabricTier, Placement, Strategy
 
@@ -71,6 +73,33 @@ def plan_groups(cluster: Cluster, strategy: Strategy, placement: Placement) -> d
     groups = {axis: group_span(cluster, strides[axis], getattr(s, axis)) for axis in ("tp", "cp", "dp")}
     groups["pp"] = group_span(cluster, strides["pp"], 2 if s.pp > 1 else 1)
     groups["dpcp"] = axes_span(cluster, ((strides["dp"], s.dp), (strides["cp"], s.cp)))
-    groups["ep"] = group_span(cluster, s.etp, s.ep)
-    groups["edp"] = group_span(cluster, s.etp * s.ep, max(1, s.expert_dp))
+    order = Placement(order=("dp", "cp", "tp", "pp")).order if placement.naive else placement.order
+    if order[-1] == "pp":  # the dense non-pp ranks are contiguous: the expert mesh carves them in order
+        groups["etp"] = group_span(cluster, 1, s.etp)
+        groups["ep"] = group_span(cluster, s.etp, s.ep)
+        groups["edp"] = group_span(cluster, s.etp * s.ep, max(1, s.expert_dp))
+    else:
+        axes = tuple((strides[a], getattr(s, a)) for a in order if a != "pp")
+        groups.update(_expert_spans(cluster, axes, s.etp, s.ep))
     return groups
+
+
+@lru_cache(maxsize=4096)
+def _expert_spans(cluster: Cluster, axes: tuple[tuple[int, int], ...], etp: int, ep: int) -> dict[str, GroupSpan]:
+    """Expert groups when pp sits inside a dense axis: walk the non-pp ranks in mesh order (inner
+    axis fastest) and take every etp-th rank for EP, every etp·ep-th for expert-DP."""
+    ranks = [0]
+    for stride, size in axes:
+        ranks = [r + k * stride for k in range(size) for r in ranks]
+    return {"etp": _span_of(cluster, ranks[:etp]), "ep": _span_of(cluster, ranks[: etp * ep: etp]),
+            "edp": _span_of(cluster, ranks[:: etp * ep])}
+
+
+def _span_of(cluster: Cluster, ranks: list[int]) -> GroupSpan:
+    inner = cluster.tiers[0]
+    if len(ranks) <= 1:
+        return GroupSpan(1, 1, 1, inner, inner)
+    per_domain = Counter(r // inner.span for r in ranks)
+    domains = len(per_domain)
+    outer = cluster.tier_for_span(max(ranks) - min(ranks) + 1) if domains > 1 else inner
+    return GroupSpan(len(ranks), max(per_domain.values()), domains, inner, outer)
