@@ -33,11 +33,6 @@ def check_strategy(module: Module, job: Job, s: Strategy) -> None:
         raise ConfigError(f"seq_len={job.seq_len} must be a multiple of 2*cp={2 * s.cp} (load-balanced CP)")
     if s.sp and s.tp == 1:
         raise ConfigError("sp=1 (sequence parallelism) needs tp > 1; set sp=0 or raise tp")
-    m = microbatches(job, s)
-    if s.vpp > 1 and m % s.pp:
-        # Megatron's interleaved schedule runs micro-batches in groups of pp; with fewer, chunks serialise
-        raise ConfigError(f"vpp={s.vpp} needs the {m} micro-batches per step to be a multiple of pp={s.pp}; "
-                          "lower vpp to 1, raise --global-batch, or lower dp/mbs")
     experts = {layer.ffn.experts for layer in module.layers if isinstance(layer.ffn, Moe)}
     for n in sorted(experts):
         if n % s.ep:

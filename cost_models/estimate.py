@@ -365,7 +365,9 @@ def estimate_module(module: Module, cluster: Cluster, job: Job, s: Strategy, pla
     ctx = _Ctx(module, s, job, dev, groups, microbatches(job, s), layer_cache={} if cache is None else cache)
     ranks = [_rank_cost(r, counts, ctx) for r, counts in enumerate(rank_layer_counts(module, s))]
     slowest = max(ranks, key=lambda r: r.time_s)
-    pipe = pipeline_time([r.time_s for r in ranks], ctx.microbatches, s.vpp)
+    # interleaving shortens fill/drain only when micro-batches come in groups of pp (Megatron's
+    # schedule); with fewer than pp, one micro-batch's chunks run back to back as in 1F1B
+    pipe = pipeline_time([r.time_s for r in ranks], ctx.microbatches, s.vpp if ctx.microbatches >= s.pp else 1)
     m = ctx.microbatches
     dp = max((_dp_terms(r, ctx) for r in ranks), key=lambda t: t["dp_comm"] + t["param_gather"])
     optimizer = max(_optimizer_time(r, ctx) for r in ranks)

@@ -21,11 +21,9 @@ from autoplan.types import Job
     (("estimate", "-m", "llama3-8b", "-c", "", "-p", "tp=8"), "--cluster is empty"),
     (("estimate", "-m", "mixtral-8x7b", "-c", "h100", "-n", "64", "-p", "tp=2,dp=32,ep=8,sp=1",
       "--moe-imbalance", "inf"), "finite"),
-    (("estimate", "-m", "llama3-8b", "-c", "h100", "-n", "16", "-p", "pp=2,dp=8,vpp=2", "--global-batch", "8"),
-     "multiple of pp"),
     (("plan", "-m", "llama3-8b", "-c", "h100", "--fix", "tp=3"), "tp=3 must divide"),
     (("plan", "-m", "llama3-8b", "-c", "h100", "-n", "64", "--fix", "ep=2"), "MoE"),
-], ids=["duplicate-key", "seq-len-0", "empty-model", "empty-cluster", "inf-imbalance", "interleave-too-few",
+], ids=["duplicate-key", "seq-len-0", "empty-model", "empty-cluster", "inf-imbalance",
         "fix-bad-tp", "fix-ep-dense"])
 def test_bad_input_is_one_line(args, mentions):
     assert_user_error(*args, mentions=mentions)
@@ -69,3 +67,13 @@ def test_bare_command_prints_help():
     proc = subprocess.run([sys.executable, "-c", "from autoplan.cli.main import main; main()"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "plan" in proc.stdout and "estimate" in proc.stdout
+
+
+def test_interleaving_with_fewer_micro_batches_than_stages_earns_no_bubble_cut():
+    from autoplan.api import estimate
+
+    def bubble(vpp: int) -> float:
+        return estimate("llama3-8b", "h100-sxm-80gb", f"pp=4,dp=2,vpp={vpp}", seq_len=2048,
+                        global_batch=2).time_breakdown["pp_bubble"]
+    # one micro-batch per replica: its chunks run back to back, so vpp cannot shrink the bubble
+    assert bubble(2) == pytest.approx(bubble(1), rel=0.05)
