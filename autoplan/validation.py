@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autoplan.errors import AutoplanError
-from autoplan.types import Dispatch, Job, ModelGraph, Offload, Plan, Recompute, Strategy
+from autoplan.types import Dispatch, Estimate, Job, ModelGraph, Offload, Plan, Recompute, Strategy
 
 
 class Skip(Exception):
@@ -242,6 +242,11 @@ def measured_step(rec: dict[str, Any], job: Job, model_flops_per_step: float, pe
 
 
 def build_case(rec: dict[str, Any]) -> Case:
+    return _build(rec)[0]
+
+
+def _build(rec: dict[str, Any]) -> tuple[Case, Estimate]:
+    """The record as inputs, and the estimate its measured step time was derived beside."""
     from autoplan.api import load_cluster
     from autoplan.cost_models.estimate import estimate
 
@@ -259,8 +264,9 @@ def build_case(rec: dict[str, Any]) -> Case:
     plan = Plan.single(strategy)
     est = estimate(model, cluster, job, plan)
     step, how = measured_step(rec, job, est.model_flops_per_step, est.peak_flops_per_s)
-    return Case(rec["id"], rec["model"]["family"], model, accel, devices, job, plan, step, how,
+    case = Case(rec["id"], rec["model"]["family"], model, accel, devices, job, plan, step, how,
                 pair=_twin_pair(rec["id"]))
+    return case, est
 
 
 def _twin_pair(run_id: str) -> str:
@@ -282,27 +288,19 @@ class Row:
 
 
 def score(path: Path) -> tuple[list[Row], list[tuple[str, str]]]:
-    from autoplan.cost_models.estimate import estimate
-
     rows, skipped = [], []
     for rec in load_records(path):
         try:
-            case = build_case(rec)
+            case, est = _build(rec)
         except (Skip, AutoplanError) as e:
             skipped.append((rec.get("id", "?"), str(e)))
             continue
         except (KeyError, TypeError, ValueError, ZeroDivisionError, StopIteration) as e:
             skipped.append((rec.get("id", "?"), f"malformed record ({type(e).__name__}: {e})"))
             continue
-        est = estimate(case.model, _cluster(case), case.job, case.plan)
         rows.append(Row(case, est.step_time_s, est.fits))
     return rows, skipped
 
-
-def _cluster(case: Case):
-    from autoplan.api import load_cluster
-
-    return load_cluster(case.cluster_spec, case.devices)
 
 
 def summary(errors: list[float]) -> dict[str, float]:

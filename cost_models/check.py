@@ -4,7 +4,7 @@ the device count and every split divides what it splits. Errors name the value a
 from __future__ import annotations
 
 from autoplan.errors import ConfigError
-from autoplan.types import Cluster, Job, ModelGraph, Module, Moe, Plan, Strategy
+from autoplan.types import Attention, Cluster, Job, ModelGraph, Module, Moe, Plan, Strategy
 
 
 def microbatches(job: Job, s: Strategy) -> int:
@@ -18,11 +18,20 @@ def microbatches(job: Job, s: Strategy) -> int:
     return per_replica
 
 
+def tp_splits_heads(att: Attention, tp: int) -> bool:
+    """TP splits query heads evenly, and KV heads either evenly or by replication (GQA)."""
+    return att.heads % tp == 0 and (att.kv_heads % tp == 0 or tp % att.kv_heads == 0)
+
+
+def expert_counts(module: Module) -> set[int]:
+    return {layer.ffn.experts for layer in module.layers if isinstance(layer.ffn, Moe)}
+
+
 def check_strategy(module: Module, job: Job, s: Strategy) -> None:
     att = module.layers[0].attention
     if att.heads % s.tp:
         raise ConfigError(f"tp={s.tp} must divide num_heads={att.heads}; pick tp from {_divisors(att.heads)}")
-    if att.kv_heads % s.tp and s.tp % att.kv_heads:
+    if not tp_splits_heads(att, s.tp):
         raise ConfigError(f"tp={s.tp} and num_kv_heads={att.kv_heads} must divide one another")
     chunks = s.pp * s.vpp
     if chunks > module.num_layers:
@@ -33,7 +42,7 @@ def check_strategy(module: Module, job: Job, s: Strategy) -> None:
         raise ConfigError(f"seq_len={job.seq_len} must be a multiple of 2*cp={2 * s.cp} (load-balanced CP)")
     if s.sp and s.tp == 1:
         raise ConfigError("sp=1 (sequence parallelism) needs tp > 1; set sp=0 or raise tp")
-    experts = {layer.ffn.experts for layer in module.layers if isinstance(layer.ffn, Moe)}
+    experts = expert_counts(module)
     for n in sorted(experts):
         if n % s.ep:
             raise ConfigError(f"ep={s.ep} must divide the {n} experts; pick ep from {_divisors(n)}")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from autoplan.cost_models.check import check_strategy
+from autoplan.cost_models.check import check_strategy, expert_counts, tp_splits_heads
 from autoplan.cost_models.estimate import estimate, stage_table
 from autoplan.cost_models.layout import chunk_layers
 from autoplan.errors import AutoplanError, ConfigError, InfeasiblePlanError
@@ -27,7 +27,6 @@ from autoplan.types import (
     Job,
     ModelGraph,
     Module,
-    Moe,
     Offload,
     Placement,
     Plan,
@@ -222,7 +221,7 @@ def check_fixed(module: Module, cluster: Cluster, job: Job, fixed: dict[str, obj
     att, n = module.layers[0].attention, cluster.devices
     degrees = {k: int(fixed[k]) for k in ("tp", "pp", "dp", "cp") if k in fixed}  # type: ignore[call-overload]
     tp = degrees.get("tp", 1)
-    if att.heads % tp or (att.kv_heads % tp and tp % att.kv_heads):
+    if not tp_splits_heads(att, tp):
         raise ConfigError(f"fixed tp={tp} must divide num_heads={att.heads} and num_kv_heads={att.kv_heads}")
     product = math.prod(degrees.values())
     if n % product:
@@ -233,7 +232,7 @@ def check_fixed(module: Module, cluster: Cluster, job: Job, fixed: dict[str, obj
         raise ConfigError(f"fixed pp={degrees['pp']} exceeds the {module.num_layers} layers")
     if degrees.get("cp", 1) > 1 and job.seq_len % (2 * degrees["cp"]):
         raise ConfigError(f"fixed cp={degrees['cp']} needs seq_len={job.seq_len} to be a multiple of 2*cp")
-    experts = {layer.ffn.experts for layer in module.layers if isinstance(layer.ffn, Moe)}
+    experts = expert_counts(module)
     ep = int(fixed.get("ep", 1))  # type: ignore[call-overload]
     if ep > 1 and (not experts or any(e % ep for e in experts)):
         raise ConfigError(f"fixed ep={ep} needs an MoE model whose expert count it divides; "

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from autoplan.cost_models.check import tp_splits_heads
 from autoplan.types import Cluster, Dispatch, Job, Module, Moe, Offload, Recompute, Strategy
 
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
@@ -40,7 +41,7 @@ def tp_options(module: Module, cluster: Cluster) -> list[int]:
     """TP splits heads and stays inside the scale-up domain (its traffic is per layer)."""
     att = module.layers[0].attention
     limit = cluster.tiers[0].span
-    return [t for t in _divisors(att.heads) if t <= limit and (att.kv_heads % t == 0 or t % att.kv_heads == 0)]
+    return [t for t in _divisors(att.heads) if t <= limit and tp_splits_heads(att, t)]
 
 
 def cp_options(job: Job) -> list[int]:

@@ -77,3 +77,31 @@ def test_interleaving_with_fewer_micro_batches_than_stages_earns_no_bubble_cut()
                         global_batch=2).time_breakdown["pp_bubble"]
     # one micro-batch per replica: its chunks run back to back, so vpp cannot shrink the bubble
     assert bubble(2) == pytest.approx(bubble(1), rel=0.05)
+
+
+def test_estimate_placement_naive_moves_tp_off_nvlink():
+    from test_cli import run
+
+    args = ("estimate", "-m", "llama3.1-8b", "-c", "h100", "-n", "64", "-p", "tp=8,dp=8,sp=1", "--json")
+    aware = json.loads(run(*args).stdout)
+    naive = json.loads(run(*args, "--placement", "naive").stdout)
+    assert naive["breakdown"]["time_s"]["tp_comm"] > 5 * aware["breakdown"]["time_s"]["tp_comm"]
+
+
+def test_plan_placement_naive_reports_the_blind_plan():
+    from test_cli import run
+
+    out = json.loads(run("plan", "-m", "llama3-8b", "-c", "h100", "-n", "16", "--seq-len", "2048",
+                         "--global-batch", "32", "--placement", "naive", "--json").stdout)
+    assert out["plan"]["placement"]["naive"] is True
+
+
+def test_dtype_and_moe_imbalance_reach_the_job():
+    from test_cli import run
+
+    base = ("estimate", "-m", "mixtral-8x7b", "-c", "h100", "-n", "64", "-p", "tp=2,dp=32,ep=8,sp=1,zero=1", "--json")
+    bf16 = json.loads(run(*base).stdout)
+    fp8 = json.loads(run(*base, "--dtype", "fp8").stdout)
+    skewed = json.loads(run(*base, "--moe-imbalance", "1.5").stdout)
+    assert fp8["step_time_s"] < bf16["step_time_s"] < skewed["step_time_s"]
+    assert_user_error(*base, "--dtype", "int4", mentions="dtype")

@@ -343,7 +343,7 @@ def test_context_refuses_a_plan_for_another_device_count():
 
 
 def test_global_batch_must_split_into_micro_batches():
-    with pytest.raises(ConfigError, match="global_batch=1000 must be a multiple of mbs\\*dp=16"):
+    with pytest.raises(ConfigError, match=r"global_batch=1000 must be a multiple of dp\*mbs=16\*1=16"):
         export_plan(context(global_batch=1000), "megatron")
 
 

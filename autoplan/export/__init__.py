@@ -79,13 +79,10 @@ def _recompute_rank(r: Recompute) -> int:
 
 
 def microbatches(ctx: ExportContext) -> int:
-    """Micro-batches per data-parallel rank per step: global_batch / (mbs * dp)."""
-    s = ctx.strategy
-    per_step = s.mbs * s.dp
-    if ctx.job.global_batch % per_step:
-        raise ConfigError(f"global_batch={ctx.job.global_batch} must be a multiple of mbs*dp={per_step}; "
-                          "change --global-batch or the plan's mbs/dp")
-    return ctx.job.global_batch // per_step
+    """Micro-batches per data-parallel rank per step: the estimator's own count."""
+    from autoplan.cost_models.check import microbatches as count
+
+    return count(ctx.job, ctx.strategy)
 
 
 def virtual_stage_layers(module: Module, s: Strategy) -> tuple[int, ...]:
